@@ -1,0 +1,3 @@
+//! `tagrun`: the operator command line.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! SSM command documents: schema, parameters, interpolation, built-ins.

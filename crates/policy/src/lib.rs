@@ -1,0 +1,1 @@
+//! AWS IAM policy language: parse, evaluate, explain.
