@@ -1,0 +1,679 @@
+//! Document parameters: their declarations, their constraints, and the values a command gets.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::DocumentError;
+use crate::content::{field, ordered, type_name};
+use crate::interpolate::has_parameter_store_reference;
+
+/// The type of a document parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ParameterType {
+    /// One string.
+    String,
+    /// A list of strings.
+    StringList,
+    /// A whole number.
+    Integer,
+    /// `true` or `false`.
+    Boolean,
+    /// A list of string maps.
+    MapList,
+    /// A map of string keys to values.
+    StringMap,
+}
+
+impl ParameterType {
+    /// The name used in documents and in DescribeDocument.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::String => "String",
+            Self::StringList => "StringList",
+            Self::Integer => "Integer",
+            Self::Boolean => "Boolean",
+            Self::MapList => "MapList",
+            Self::StringMap => "StringMap",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        [
+            Self::String,
+            Self::StringList,
+            Self::Integer,
+            Self::Boolean,
+            Self::MapList,
+            Self::StringMap,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == name)
+    }
+}
+
+impl fmt::Display for ParameterType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An `allowedPattern`, kept as written and compiled to match whole values.
+#[derive(Debug, Clone)]
+pub struct AllowedPattern {
+    source: String,
+    regex: Regex,
+}
+
+impl AllowedPattern {
+    /// The pattern as written in the document.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the whole of `value` matches the pattern.
+    pub fn matches(&self, value: &str) -> bool {
+        self.regex.is_match(value)
+    }
+}
+
+/// One parameter as a document declares it.
+#[derive(Debug, Clone)]
+pub struct ParameterDefinition {
+    name: String,
+    kind: ParameterType,
+    description: String,
+    default: Option<Value>,
+    allowed_values: Vec<String>,
+    allowed_pattern: Option<AllowedPattern>,
+    min_items: Option<usize>,
+    max_items: Option<usize>,
+    min_chars: Option<usize>,
+    max_chars: Option<usize>,
+    display_type: Option<String>,
+}
+
+impl ParameterDefinition {
+    /// The parameter's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The parameter's type.
+    pub fn parameter_type(&self) -> ParameterType {
+        self.kind
+    }
+
+    /// The description, empty when the document gives none.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// The default value with its JSON type, if the document gives one.
+    pub fn default_value(&self) -> Option<&Value> {
+        self.default.as_ref()
+    }
+
+    /// The default as DescribeDocument shows it (`DefaultValue`): a String default as it is,
+    /// any other type as JSON.
+    pub fn default_value_string(&self) -> Option<String> {
+        self.default.as_ref().map(|value| match value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    }
+
+    /// A parameter without a default must be given a value.
+    pub fn is_required(&self) -> bool {
+        self.default.is_none()
+    }
+
+    /// The values the parameter may take; empty when any value is allowed.
+    pub fn allowed_values(&self) -> &[String] {
+        &self.allowed_values
+    }
+
+    /// The pattern every value must match, if any.
+    pub fn allowed_pattern(&self) -> Option<&AllowedPattern> {
+        self.allowed_pattern.as_ref()
+    }
+
+    /// `minItems` and `maxItems`.
+    pub fn item_limits(&self) -> (Option<usize>, Option<usize>) {
+        (self.min_items, self.max_items)
+    }
+
+    /// `minChars` and `maxChars`.
+    pub fn char_limits(&self) -> (Option<usize>, Option<usize>) {
+        (self.min_chars, self.max_chars)
+    }
+
+    /// `displayType` (`textfield` or `textarea`), if given.
+    pub fn display_type(&self) -> Option<&str> {
+        self.display_type.as_deref()
+    }
+}
+
+/// Parameter values ready for interpolation and for the agent: every declared parameter with
+/// its value (or default), each with its JSON type. Serializes to the `Parameters` map of the
+/// payload the agent receives: a String as a string, a StringList as a list of strings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ResolvedParameters(BTreeMap<String, Value>);
+
+impl ResolvedParameters {
+    /// Wraps values that are already typed (for tests and for callers that built them).
+    pub fn from_map(values: BTreeMap<String, Value>) -> Self {
+        Self(values)
+    }
+
+    /// The value of one parameter.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0.get(name)
+    }
+
+    /// All values by name.
+    pub fn as_map(&self) -> &BTreeMap<String, Value> {
+        &self.0
+    }
+
+    /// The map as one JSON object.
+    pub fn to_json(&self) -> Value {
+        Value::Object(self.0.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+}
+
+fn content_error(message: String) -> DocumentError {
+    DocumentError::Content(message)
+}
+
+fn parameters_error(message: String) -> DocumentError {
+    DocumentError::Parameters(message)
+}
+
+/// Whether the agent can use a parameter of this name: it drops all others.
+pub(crate) fn is_valid_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Reads the `parameters` element, keeping the written order.
+pub(crate) fn parse_definitions(
+    element: Option<&Value>,
+    order: &[String],
+) -> Result<Vec<ParameterDefinition>, DocumentError> {
+    let Some(element) = element else {
+        return Ok(Vec::new());
+    };
+    let Value::Object(map) = element else {
+        return Err(content_error(format!(
+            "parameters must be an object, not {}",
+            type_name(element)
+        )));
+    };
+
+    ordered(map, order)
+        .into_iter()
+        .map(|(name, definition)| parse_definition(name, definition))
+        .collect()
+}
+
+fn parse_definition(name: &str, definition: &Value) -> Result<ParameterDefinition, DocumentError> {
+    if !is_valid_name(name) {
+        return Err(content_error(format!(
+            "parameter name {name:?} is not valid; use only letters and digits"
+        )));
+    }
+    let Value::Object(map) = definition else {
+        return Err(content_error(format!(
+            "parameter {name:?} must be an object"
+        )));
+    };
+
+    let kind = parse_type(name, map)?;
+    let (min_items, max_items) = parse_limits(name, map, "minItems", "maxItems")?;
+    let (min_chars, max_chars) = parse_limits(name, map, "minChars", "maxChars")?;
+
+    Ok(ParameterDefinition {
+        name: name.to_owned(),
+        kind,
+        description: optional_string(name, map, "description")?.unwrap_or_default(),
+        default: parse_default(name, kind, field(map, "default"))?,
+        allowed_values: parse_allowed_values(name, field(map, "allowedValues"))?,
+        allowed_pattern: parse_pattern(name, field(map, "allowedPattern"))?,
+        min_items,
+        max_items,
+        min_chars,
+        max_chars,
+        display_type: optional_string(name, map, "displayType")?,
+    })
+}
+
+fn parse_type(name: &str, map: &Map<String, Value>) -> Result<ParameterType, DocumentError> {
+    let Some(value) = field(map, "type") else {
+        return Err(content_error(format!("parameter {name:?} has no type")));
+    };
+    value
+        .as_str()
+        .and_then(ParameterType::from_name)
+        .ok_or_else(|| {
+            content_error(format!(
+                "parameter {name:?} has type {value}; use String, StringList, Integer, Boolean, \
+                 MapList or StringMap"
+            ))
+        })
+}
+
+fn optional_string(
+    name: &str,
+    map: &Map<String, Value>,
+    key: &str,
+) -> Result<Option<String>, DocumentError> {
+    match field(map, key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(content_error(format!(
+            "{key} of parameter {name:?} must be a string, not {}",
+            type_name(other)
+        ))),
+    }
+}
+
+/// Checks that a default has the parameter's type and returns it in canonical form.
+///
+/// String and StringList defaults written as numbers or booleans (as YAML readily produces)
+/// are taken as their text; Integer and Boolean defaults must be real numbers and booleans.
+fn parse_default(
+    name: &str,
+    kind: ParameterType,
+    value: Option<&Value>,
+) -> Result<Option<Value>, DocumentError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let canonical = match (kind, value) {
+        (ParameterType::String, v) => scalar_text(v).map(Value::String),
+        (ParameterType::StringList, Value::Array(items)) => items
+            .iter()
+            .map(|item| scalar_text(item).map(Value::String))
+            .collect::<Option<Vec<_>>>()
+            .map(Value::Array),
+        (ParameterType::Integer, Value::Number(n)) if n.is_i64() || n.is_u64() => {
+            Some(value.clone())
+        }
+        (ParameterType::Boolean, Value::Bool(_)) => Some(value.clone()),
+        (ParameterType::StringMap, Value::Object(_)) => Some(value.clone()),
+        (ParameterType::MapList, Value::Array(items)) if items.iter().all(Value::is_object) => {
+            Some(value.clone())
+        }
+        _ => None,
+    };
+    canonical.map(Some).ok_or_else(|| {
+        content_error(format!(
+            "default of parameter {name:?} is {}, which is not a valid {kind}",
+            type_name(value)
+        ))
+    })
+}
+
+/// The text of a string, number or boolean.
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn parse_allowed_values(name: &str, value: Option<&Value>) -> Result<Vec<String>, DocumentError> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let invalid = || {
+        content_error(format!(
+            "allowedValues of parameter {name:?} must be a list"
+        ))
+    };
+    let Value::Array(items) = value else {
+        return Err(invalid());
+    };
+    items
+        .iter()
+        .map(|item| scalar_text(item).ok_or_else(invalid))
+        .collect()
+}
+
+/// Compiles an `allowedPattern` so that it must match the whole value.
+///
+/// Limitation: patterns use the `regex` crate's syntax, which covers the Java and Go syntax
+/// that documents use in practice but not look-around or back-references; a document with
+/// such a pattern is refused.
+fn parse_pattern(
+    name: &str,
+    value: Option<&Value>,
+) -> Result<Option<AllowedPattern>, DocumentError> {
+    let source = match value {
+        None => return Ok(None),
+        Some(Value::String(s)) if s.is_empty() => return Ok(None),
+        Some(Value::String(s)) => s,
+        Some(other) => {
+            return Err(content_error(format!(
+                "allowedPattern of parameter {name:?} must be a string, not {}",
+                type_name(other)
+            )));
+        }
+    };
+
+    let regex = regex::RegexBuilder::new(&format!("^(?:{source})$"))
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|_| {
+            content_error(format!(
+                "allowedPattern of parameter {name:?} is not a supported regular expression"
+            ))
+        })?;
+    Ok(Some(AllowedPattern {
+        source: source.clone(),
+        regex,
+    }))
+}
+
+fn parse_limits(
+    name: &str,
+    map: &Map<String, Value>,
+    min_key: &str,
+    max_key: &str,
+) -> Result<(Option<usize>, Option<usize>), DocumentError> {
+    let min = parse_count(name, min_key, field(map, min_key))?;
+    let max = parse_count(name, max_key, field(map, max_key))?;
+
+    if let (Some(low), Some(high)) = (min, max)
+        && low > high
+    {
+        return Err(content_error(format!(
+            "{min_key} of parameter {name:?} is larger than its {max_key}"
+        )));
+    }
+    Ok((min, max))
+}
+
+fn parse_count(
+    name: &str,
+    key: &str,
+    value: Option<&Value>,
+) -> Result<Option<usize>, DocumentError> {
+    let count = match value {
+        None => return Ok(None),
+        Some(Value::Number(n)) => n.as_u64().and_then(|n| usize::try_from(n).ok()),
+        Some(Value::String(s)) => s.parse::<usize>().ok(),
+        Some(_) => None,
+    };
+    count.map(Some).ok_or_else(|| {
+        content_error(format!(
+            "{key} of parameter {name:?} must be a whole number of at least 0"
+        ))
+    })
+}
+
+/// Turns SendCommand's `Parameters` (every value a list of strings) into typed values, fills in
+/// defaults and applies every constraint.
+pub(crate) fn resolve_supplied(
+    definitions: &[ParameterDefinition],
+    supplied: &BTreeMap<String, Vec<String>>,
+) -> Result<ResolvedParameters, DocumentError> {
+    reject_undeclared(definitions, supplied.keys())?;
+
+    let mut values = BTreeMap::new();
+    for definition in definitions {
+        let value = match supplied.get(&definition.name) {
+            Some(strings) => typed_value(definition, strings)?,
+            None => default_or_missing(definition)?,
+        };
+        check_constraints(definition, &value)?;
+        values.insert(definition.name.clone(), value);
+    }
+    Ok(ResolvedParameters(values))
+}
+
+fn reject_undeclared<'a>(
+    definitions: &[ParameterDefinition],
+    names: impl Iterator<Item = &'a String>,
+) -> Result<(), DocumentError> {
+    for name in names {
+        if definitions.is_empty() {
+            return Err(parameters_error(
+                "the document does not support parameters".into(),
+            ));
+        }
+        if !definitions.iter().any(|d| &d.name == name) {
+            return Err(parameters_error(format!(
+                "parameter {name:?} is not declared by the document"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn default_or_missing(definition: &ParameterDefinition) -> Result<Value, DocumentError> {
+    definition.default.clone().ok_or_else(|| {
+        parameters_error(format!(
+            "required parameter {:?} has no value",
+            definition.name
+        ))
+    })
+}
+
+/// Reads SendCommand's list of strings as a value of the parameter's type.
+fn typed_value(
+    definition: &ParameterDefinition,
+    strings: &[String],
+) -> Result<Value, DocumentError> {
+    let name = &definition.name;
+    if strings.iter().any(|s| has_parameter_store_reference(s)) {
+        return Err(parameters_error(format!(
+            "parameter {name:?} refers to Parameter Store ({{{{ssm:...}}}}), which is not \
+             supported yet"
+        )));
+    }
+
+    match definition.kind {
+        ParameterType::StringList => Ok(Value::from(strings.to_vec())),
+        ParameterType::MapList => strings.iter().map(|s| parse_object(name, s)).collect(),
+        kind => {
+            let [single] = strings else {
+                return Err(parameters_error(format!(
+                    "parameter {name:?} of type {kind} takes exactly one value, not {}",
+                    strings.len()
+                )));
+            };
+            typed_single(name, kind, single)
+        }
+    }
+}
+
+fn typed_single(name: &str, kind: ParameterType, text: &str) -> Result<Value, DocumentError> {
+    let invalid = || parameters_error(format!("value of parameter {name:?} is not a valid {kind}"));
+    match kind {
+        ParameterType::Integer => {
+            let digits = text.strip_prefix('-').unwrap_or(text);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(invalid());
+            }
+            text.parse::<i64>().map(Value::from).map_err(|_| invalid())
+        }
+        ParameterType::Boolean => match text {
+            "true" => Ok(Value::Bool(true)),
+            "false" => Ok(Value::Bool(false)),
+            _ => Err(invalid()),
+        },
+        ParameterType::StringMap => parse_object(name, text),
+        _ => Ok(Value::String(text.to_owned())),
+    }
+}
+
+fn parse_object(name: &str, text: &str) -> Result<Value, DocumentError> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(value @ Value::Object(_)) => Ok(value),
+        _ => Err(parameters_error(format!(
+            "value of parameter {name:?} must be a JSON object"
+        ))),
+    }
+}
+
+/// Applies `allowedValues`, `allowedPattern`, the character limits and the item limits.
+///
+/// Values are checked one string at a time: each item of a StringList, the text of an
+/// Integer or a Boolean. Maps are checked only for their number of items.
+pub(crate) fn check_constraints(
+    definition: &ParameterDefinition,
+    value: &Value,
+) -> Result<(), DocumentError> {
+    check_items(definition, value)?;
+
+    for text in checked_strings(value) {
+        check_text(definition, &text)?;
+    }
+    Ok(())
+}
+
+fn check_items(definition: &ParameterDefinition, value: &Value) -> Result<(), DocumentError> {
+    let count = match value {
+        Value::Array(items) => items.len(),
+        Value::Object(map) if definition.kind == ParameterType::StringMap => map.len(),
+        _ => return Ok(()),
+    };
+    let name = &definition.name;
+
+    if let Some(min) = definition.min_items
+        && count < min
+    {
+        return Err(parameters_error(format!(
+            "parameter {name:?} has {count} items, fewer than minItems {min}"
+        )));
+    }
+    if let Some(max) = definition.max_items
+        && count > max
+    {
+        return Err(parameters_error(format!(
+            "parameter {name:?} has {count} items, more than maxItems {max}"
+        )));
+    }
+    Ok(())
+}
+
+fn checked_strings(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(s) => vec![s.clone()],
+        Value::Number(_) | Value::Bool(_) => vec![value.to_string()],
+        Value::Array(items) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn check_text(definition: &ParameterDefinition, text: &str) -> Result<(), DocumentError> {
+    let name = &definition.name;
+
+    if !definition.allowed_values.is_empty() && !definition.allowed_values.iter().any(|v| v == text)
+    {
+        return Err(parameters_error(format!(
+            "parameter {name:?} has value {text:?}, which is not one of its allowedValues [{}]",
+            definition.allowed_values.join(", ")
+        )));
+    }
+    if let Some(pattern) = &definition.allowed_pattern
+        && !pattern.matches(text)
+    {
+        return Err(parameters_error(format!(
+            "parameter {name:?} has value {text:?}, which does not match its allowedPattern {:?}",
+            pattern.source
+        )));
+    }
+    check_chars(definition, text)
+}
+
+fn check_chars(definition: &ParameterDefinition, text: &str) -> Result<(), DocumentError> {
+    let name = &definition.name;
+    let chars = text.chars().count();
+
+    if let Some(min) = definition.min_chars
+        && chars < min
+    {
+        return Err(parameters_error(format!(
+            "parameter {name:?} has a value of {chars} characters, fewer than minChars {min}"
+        )));
+    }
+    if let Some(max) = definition.max_chars
+        && chars > max
+    {
+        return Err(parameters_error(format!(
+            "parameter {name:?} has a value of {chars} characters, more than maxChars {max}"
+        )));
+    }
+    Ok(())
+}
+
+/// Reads the `Parameters` of a SendCommand payload as the agent does: names other than letters
+/// and digits are dropped, `null` counts as absent, defaults fill the gaps, and every string
+/// must match its `allowedPattern`.
+///
+/// Values keep the JSON type the payload gives them; a String parameter sent as a one-item
+/// list (as SendCommand requests carry it) is unwrapped.
+pub(crate) fn resolve_payload(
+    definitions: &[ParameterDefinition],
+    payload: Option<&Value>,
+) -> Result<ResolvedParameters, DocumentError> {
+    let mut values = BTreeMap::new();
+    if let Some(Value::Object(map)) = payload {
+        for (name, value) in map {
+            if is_valid_name(name) && !value.is_null() {
+                values.insert(name.clone(), value.clone());
+            }
+        }
+    }
+
+    for definition in definitions {
+        let value = match values.remove(&definition.name) {
+            Some(value) => unwrap_single(definition.kind, value),
+            None => default_or_missing(definition)?,
+        };
+        check_pattern_only(definition, &value)?;
+        values.insert(definition.name.clone(), value);
+    }
+    Ok(ResolvedParameters(values))
+}
+
+fn unwrap_single(kind: ParameterType, value: Value) -> Value {
+    match (kind, value) {
+        (ParameterType::String, Value::Array(mut items)) if items.len() == 1 => items.remove(0),
+        (ParameterType::StringList, Value::String(s)) => Value::from(vec![s]),
+        (_, value) => value,
+    }
+}
+
+fn check_pattern_only(
+    definition: &ParameterDefinition,
+    value: &Value,
+) -> Result<(), DocumentError> {
+    let Some(pattern) = &definition.allowed_pattern else {
+        return Ok(());
+    };
+    for text in checked_strings(value) {
+        if !pattern.matches(&text) {
+            return Err(parameters_error(format!(
+                "parameter {:?} has value {text:?}, which does not match its allowedPattern {:?}",
+                definition.name, pattern.source
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
