@@ -1,0 +1,377 @@
+//! ARN patterns in `Resource` and `NotResource`, matched with IAM's segment rules.
+//!
+//! An ARN has six colon-separated parts: `arn`, partition, service, region, account and
+//! the resource. In the first five, wildcards stay inside their segment, except that a
+//! `*` ending a segment may run on across colons. In the resource part they run freely.
+//! Matching is case-sensitive, and a `*` segment matches an empty one, so
+//! `arn:aws:ssm:*:*:document/*` covers AWS-owned documents (whose ARNs have no account)
+//! while `arn:aws:ssm:*:123456789012:document/*` does not.
+
+use crate::context::Scope;
+use crate::glob::{Glob, Token, tokenize};
+use crate::template::Template;
+
+/// The number of colon-separated parts of a full ARN.
+const PARTS: usize = 6;
+
+/// A compiled `Resource` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ResourcePattern {
+    /// `*`: every resource, including requests for actions without a resource type.
+    Any,
+    /// An ARN pattern.
+    Arn(Box<ArnPattern>),
+}
+
+/// An ARN pattern, split into its parts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ArnPattern {
+    /// The parts before the resource part, as written (fewer than five when the pattern is
+    /// short and ends in `*`).
+    segments: Vec<Vec<Token>>,
+    /// The same parts compiled for the common case where segments line up one to one.
+    segment_globs: Vec<Glob>,
+    /// The resource part, if the pattern has one.
+    resource: Option<ResourcePart>,
+    /// Whether some segment ends in `*`, so that a match across colons must be tried.
+    may_cross: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ResourcePart {
+    Static { glob: Glob, tokens: Vec<Token> },
+    Dynamic(Template),
+}
+
+impl ResourcePattern {
+    /// Compiles one `Resource` entry; `variables` is off under Version 2008-10-17.
+    pub fn parse(text: &str, variables: bool) -> Result<ResourcePattern, String> {
+        if text == "*" {
+            return Ok(ResourcePattern::Any);
+        }
+        let parts: Vec<&str> = text.splitn(PARTS, ':').collect();
+        let short_with_star = parts.len() < PARTS && text.ends_with('*');
+        if parts[0] != "arn" || (parts.len() < PARTS && !short_with_star) {
+            return Err(format!("\"{text}\" must be an ARN or \"*\""));
+        }
+        check_segments(text, &parts, variables)?;
+
+        let (segments, resource) = if parts.len() == PARTS {
+            (
+                &parts[..PARTS - 1],
+                Some(parse_resource_part(parts[PARTS - 1], variables)?),
+            )
+        } else {
+            (&parts[..], None)
+        };
+        let segments: Vec<Vec<Token>> = segments.iter().map(|s| tokenize(s, false)).collect();
+        let may_cross = segments.iter().any(|s| s.last() == Some(&Token::Many));
+        let segment_globs = segments
+            .iter()
+            .map(|s| Glob::from_tokens(s.clone()))
+            .collect();
+        Ok(ResourcePattern::Arn(Box::new(ArnPattern {
+            segments,
+            segment_globs,
+            resource,
+            may_cross,
+        })))
+    }
+
+    /// Whether the resource named `arn` (or `*` for actions without a resource type)
+    /// matches. A pattern whose variable has no value matches nothing.
+    pub fn matches(&self, arn: &str, scope: &Scope<'_>) -> bool {
+        match self {
+            ResourcePattern::Any => true,
+            ResourcePattern::Arn(pattern) => pattern.matches(arn, scope),
+        }
+    }
+}
+
+/// The service may not be a wildcard, and variables belong in the resource part only.
+fn check_segments(text: &str, parts: &[&str], variables: bool) -> Result<(), String> {
+    if parts
+        .get(2)
+        .is_some_and(|service| service.contains(['*', '?']))
+    {
+        return Err(format!(
+            "\"{text}\" has a wildcard in the service part of the ARN"
+        ));
+    }
+    let before_resource = &parts[..parts.len().min(PARTS - 1)];
+    if variables && before_resource.iter().any(|s| s.contains("${")) {
+        return Err(format!(
+            "\"{text}\" uses a policy variable outside the resource part of the ARN"
+        ));
+    }
+    Ok(())
+}
+
+fn parse_resource_part(text: &str, variables: bool) -> Result<ResourcePart, String> {
+    let template = Template::parse(text, variables)?;
+    if !template.is_static() {
+        return Ok(ResourcePart::Dynamic(template));
+    }
+    let tokens = template
+        .resolve_tokens(None, false)
+        .ok_or_else(|| format!("\"{text}\" could not be compiled"))?;
+    Ok(ResourcePart::Static {
+        glob: Glob::from_tokens(tokens.clone()),
+        tokens,
+    })
+}
+
+impl ArnPattern {
+    fn matches(&self, arn: &str, scope: &Scope<'_>) -> bool {
+        if self.matches_aligned(arn, scope) {
+            return true;
+        }
+        self.may_cross && self.matches_crossing(arn, scope)
+    }
+
+    /// The common case: each segment of the pattern against the same segment of the ARN.
+    fn matches_aligned(&self, arn: &str, scope: &Scope<'_>) -> bool {
+        let Some(resource) = &self.resource else {
+            return false;
+        };
+        let mut parts = arn.splitn(PARTS, ':');
+        for glob in &self.segment_globs {
+            match parts.next() {
+                Some(part) if glob.matches(part, false) => {}
+                _ => return false,
+            }
+        }
+        let Some(rest) = parts.next() else {
+            return false;
+        };
+
+        match resource {
+            ResourcePart::Static { glob, .. } => glob.matches(rest, false),
+            ResourcePart::Dynamic(template) => template
+                .resolve_tokens(Some(scope), false)
+                .is_some_and(|tokens| Glob::from_tokens(tokens).matches(rest, false)),
+        }
+    }
+
+    /// The full rule, where a `*` that ends a segment may also cover colons.
+    fn matches_crossing(&self, arn: &str, scope: &Scope<'_>) -> bool {
+        let mut steps = Vec::new();
+        for (index, segment) in self.segments.iter().enumerate() {
+            if index > 0 {
+                steps.push(Step::Char(':'));
+            }
+            for (at, token) in segment.iter().enumerate() {
+                let last = at + 1 == segment.len();
+                steps.push(Step::from_token(*token, last && *token == Token::Many));
+            }
+        }
+
+        if let Some(resource) = &self.resource {
+            let tokens = match resource {
+                ResourcePart::Static { tokens, .. } => tokens.clone(),
+                ResourcePart::Dynamic(template) => {
+                    match template.resolve_tokens(Some(scope), false) {
+                        Some(tokens) => tokens,
+                        None => return false,
+                    }
+                }
+            };
+            steps.push(Step::Char(':'));
+            steps.extend(
+                tokens
+                    .into_iter()
+                    .map(|token| Step::from_token(token, true)),
+            );
+        }
+        run_steps(&steps, arn)
+    }
+}
+
+/// A pattern element that knows whether it may match a colon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    Char(char),
+    One { cross: bool },
+    Many { cross: bool },
+}
+
+impl Step {
+    fn from_token(token: Token, cross: bool) -> Step {
+        match token {
+            Token::Char(c) => Step::Char(c),
+            Token::One => Step::One { cross },
+            Token::Many => Step::Many { cross },
+        }
+    }
+
+    fn accepts(self, c: char) -> bool {
+        match self {
+            Step::Char(p) => p == c,
+            Step::One { cross } | Step::Many { cross } => cross || c != ':',
+        }
+    }
+}
+
+/// Runs the steps as a set of live positions over the text: O(steps × text), no
+/// backtracking, so hostile patterns cannot make it slow.
+fn run_steps(steps: &[Step], text: &str) -> bool {
+    let mut live = vec![false; steps.len() + 1];
+    live[0] = true;
+    close(steps, &mut live);
+
+    for c in text.chars() {
+        let mut next = vec![false; steps.len() + 1];
+        for (at, step) in steps.iter().enumerate() {
+            if !live[at] || !step.accepts(c) {
+                continue;
+            }
+            match step {
+                Step::Many { .. } => next[at] = true,
+                _ => next[at + 1] = true,
+            }
+        }
+        close(steps, &mut next);
+        live = next;
+        if !live.contains(&true) {
+            return false;
+        }
+    }
+    live[steps.len()]
+}
+
+/// A `*` may match nothing, so the position after it is live whenever it is.
+fn close(steps: &[Step], live: &mut [bool]) {
+    for (at, step) in steps.iter().enumerate() {
+        if live[at] && matches!(step, Step::Many { .. }) {
+            live[at + 1] = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::context::Context;
+
+    fn matches(pattern: &str, arn: &str) -> bool {
+        let empty = Context::new();
+        let scope = Scope {
+            resource: &empty,
+            request: &empty,
+        };
+        ResourcePattern::parse(pattern, true)
+            .expect("valid pattern")
+            .matches(arn, &scope)
+    }
+
+    /// Plain reference for the segment rule: segments line up one to one, or a segment
+    /// ending in `*` also swallows whole further segments; the resource part (the sixth
+    /// part of a full pattern) matches all that is left, colons included.
+    fn reference(pattern: &[&str], arn: &[&str], full: bool) -> bool {
+        let glob = |p: &str, t: &str| Glob::compile(p, false).matches(t, false);
+        match (pattern.split_first(), arn.split_first()) {
+            (None, None) => true,
+            (Some((last, [])), Some(_)) if full => glob(last, &arn.join(":")),
+            (Some((p, rest)), Some((first, _))) => (1..=arn.len()).any(|take| {
+                let fits = glob(p, first) && (take == 1 || p.ends_with('*'));
+                fits && reference(rest, &arn[take..], full)
+            }),
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn empty_account_matches_star_but_not_an_account_number() {
+        let aws_owned = "arn:aws:ssm:us-east-1::document/AWS-RunShellScript";
+
+        assert!(matches("arn:aws:ssm:*:*:document/*", aws_owned));
+        assert!(matches("arn:aws:ssm:us-east-1::document/AWS-*", aws_owned));
+        assert!(!matches(
+            "arn:aws:ssm:us-east-1:123456789012:document/*",
+            aws_owned
+        ));
+    }
+
+    #[test]
+    fn matching_is_case_sensitive() {
+        assert!(!matches(
+            "arn:aws:iam::123456789012:user/Bob",
+            "arn:aws:iam::123456789012:user/bob"
+        ));
+    }
+
+    #[test]
+    fn instance_arns_use_the_ec2_service() {
+        let instance = "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0";
+
+        assert!(matches("arn:aws:ec2:*:*:instance/*", instance));
+        assert!(!matches("arn:aws:ssm:*:*:instance/*", instance));
+    }
+
+    #[test]
+    fn resource_part_wildcards_cross_slashes_and_colons() {
+        let stream = "arn:aws:logs:us-east-1:1:log-group:g:log-stream:s";
+
+        assert!(matches("arn:aws:logs:*:*:log-group:*", stream));
+        assert!(matches(
+            "arn:aws:s3:::bucket/*",
+            "arn:aws:s3:::bucket/a/b/c"
+        ));
+    }
+
+    #[test]
+    fn a_star_ending_a_segment_may_cross_colons() {
+        assert!(matches(
+            "arn:aws:ssm:*",
+            "arn:aws:ssm:us-east-1:1:document/x"
+        ));
+        assert!(matches(
+            "arn:aws:ssm:us-*:document/*",
+            "arn:aws:ssm:us-east-1:1:document/x"
+        ));
+        assert!(!matches(
+            "arn:aws:ssm:u*s:1:document/*",
+            "arn:aws:ssm:us-east:x:1:document/y"
+        ));
+    }
+
+    #[test]
+    fn star_resource_request_matches_only_star_patterns() {
+        assert!(matches("*", "*"));
+        assert!(!matches("arn:aws:ssm:*:*:document/*", "*"));
+    }
+
+    #[test]
+    fn rejects_malformed_patterns() {
+        assert!(ResourcePattern::parse("document/x", true).is_err());
+        assert!(ResourcePattern::parse("arn:aws:ssm:us-east-1", true).is_err());
+        assert!(ResourcePattern::parse("arn:aws:*:us-east-1:1:x", true).is_err());
+        assert!(ResourcePattern::parse("arn:aws:iam::${aws:userid}:user/x", true).is_err());
+        assert!(ResourcePattern::parse("arn:aws:iam::${aws:userid}:user/x", false).is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_reference_segment_rule(
+            pattern in prop::collection::vec("[ab*?]{0,3}", 1..5),
+            arn in prop::collection::vec("[ab]{0,2}", 1..6),
+        ) {
+            let pattern_text = format!("arn:x:s:{}", pattern.join(":"));
+            let Ok(compiled) = ResourcePattern::parse(&pattern_text, false) else {
+                return Ok(());
+            };
+            let pattern_parts: Vec<&str> = pattern_text.splitn(PARTS, ':').collect();
+            let arn_text = format!("arn:x:s:{}", arn.join(":"));
+            let arn_parts: Vec<&str> = arn_text.split(':').collect();
+            let full = pattern_parts.len() == PARTS;
+
+            let expected = reference(&pattern_parts, &arn_parts, full);
+            let empty = Context::new();
+            let scope = Scope { resource: &empty, request: &empty };
+
+            prop_assert_eq!(compiled.matches(&arn_text, &scope), expected);
+        }
+    }
+}

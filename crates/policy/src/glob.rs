@@ -1,0 +1,212 @@
+//! Wildcard patterns as IAM writes them: `*` for any run of characters, `?` for one.
+
+/// One element of a compiled pattern.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Token {
+    /// Exactly this character (already case-folded when the pattern ignores case).
+    Char(char),
+    /// Exactly one character, whichever it is.
+    One,
+    /// Any run of characters, including none.
+    Many,
+}
+
+/// A compiled wildcard pattern.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Glob {
+    /// `*` alone: matches everything.
+    Any,
+    /// No wildcard: plain comparison.
+    Exact(String),
+    /// At least one wildcard.
+    Pattern(Vec<Token>),
+}
+
+impl Glob {
+    /// Compiles `text`, where `*` and `?` are wildcards and every other character is literal.
+    pub fn compile(text: &str, fold: bool) -> Glob {
+        Glob::from_tokens(tokenize(text, fold))
+    }
+
+    /// Builds a pattern from tokens, choosing the cheapest way to match them.
+    pub fn from_tokens(tokens: Vec<Token>) -> Glob {
+        if tokens == [Token::Many] {
+            return Glob::Any;
+        }
+        if tokens.iter().all(|token| matches!(token, Token::Char(_))) {
+            let text = tokens
+                .iter()
+                .filter_map(|token| match token {
+                    Token::Char(c) => Some(*c),
+                    _ => None,
+                })
+                .collect();
+            return Glob::Exact(text);
+        }
+        Glob::Pattern(tokens)
+    }
+
+    /// Whether `text` matches; with `fold`, text characters are case-folded first (the
+    /// pattern must then have been compiled with `fold` too).
+    pub fn matches(&self, text: &str, fold: bool) -> bool {
+        match self {
+            Glob::Any => true,
+            Glob::Exact(exact) if fold => exact.chars().eq(text.chars().map(fold_char)),
+            Glob::Exact(exact) => exact == text,
+            Glob::Pattern(tokens) => match_tokens(tokens, text, fold),
+        }
+    }
+}
+
+/// Turns pattern text into tokens.
+pub(crate) fn tokenize(text: &str, fold: bool) -> Vec<Token> {
+    text.chars()
+        .map(|c| match c {
+            '*' => Token::Many,
+            '?' => Token::One,
+            c if fold => Token::Char(fold_char(c)),
+            c => Token::Char(c),
+        })
+        .collect()
+}
+
+/// Case-folds one character; characters whose lower case is several characters keep the
+/// first, which is exact for everything a policy document may contain (up to U+00FF).
+pub(crate) fn fold_char(c: char) -> char {
+    if c.is_ascii() {
+        c.to_ascii_lowercase()
+    } else {
+        c.to_lowercase().next().unwrap_or(c)
+    }
+}
+
+/// Greedy matching that remembers only the latest `*`: when a later literal fails, the
+/// latest star takes one more character. Because a star can absorb anything, retrying
+/// earlier stars can never succeed where the latest one failed, so this is exact and
+/// runs in O(pattern × text) at worst.
+fn match_tokens(tokens: &[Token], text: &str, fold: bool) -> bool {
+    let mut t = 0;
+    let mut s = 0;
+    let mut resume: Option<(usize, usize)> = None;
+
+    loop {
+        if step(tokens, text, fold, &mut t, &mut s, &mut resume) {
+            continue;
+        }
+        if t == tokens.len() && s == text.len() {
+            return true;
+        }
+
+        let Some((after_star, from)) = resume else {
+            return false;
+        };
+        let Some(c) = text[from..].chars().next() else {
+            return false;
+        };
+        let next = from + c.len_utf8();
+        resume = Some((after_star, next));
+        t = after_star;
+        s = next;
+    }
+}
+
+/// Advances over one token when it matches at the current place; returns false when it
+/// cannot (mismatch or either side exhausted).
+fn step(
+    tokens: &[Token],
+    text: &str,
+    fold: bool,
+    t: &mut usize,
+    s: &mut usize,
+    resume: &mut Option<(usize, usize)>,
+) -> bool {
+    let Some(token) = tokens.get(*t) else {
+        return false;
+    };
+    if *token == Token::Many {
+        *t += 1;
+        *resume = Some((*t, *s));
+        return true;
+    }
+
+    let Some(c) = text[*s..].chars().next() else {
+        return false;
+    };
+    let fits = match token {
+        Token::One => true,
+        Token::Char(p) if fold => *p == fold_char(c),
+        Token::Char(p) => *p == c,
+        Token::Many => false,
+    };
+    if fits {
+        *t += 1;
+        *s += c.len_utf8();
+    }
+    fits
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Obviously-correct recursive matcher to compare against.
+    fn reference(pattern: &[char], text: &[char]) -> bool {
+        match pattern.split_first() {
+            None => text.is_empty(),
+            Some(('*', rest)) => (0..=text.len()).any(|skip| reference(rest, &text[skip..])),
+            Some(('?', rest)) => !text.is_empty() && reference(rest, &text[1..]),
+            Some((c, rest)) => text.first() == Some(c) && reference(rest, &text[1..]),
+        }
+    }
+
+    #[test]
+    fn star_matches_empty_and_question_mark_needs_one_character() {
+        assert!(Glob::compile("ssm:*", false).matches("ssm:", false));
+        assert!(Glob::compile("a?c", false).matches("abc", false));
+        assert!(!Glob::compile("a?c", false).matches("ac", false));
+        assert!(Glob::compile("*", false).matches("", false));
+    }
+
+    #[test]
+    fn folding_makes_matching_case_insensitive() {
+        let glob = Glob::compile("SSM:Send*", true);
+
+        assert!(glob.matches("ssm:sendcommand", true));
+        assert!(glob.matches("SSM:SENDCOMMAND", true));
+        assert!(!glob.matches("SSM:SENDCOMMAND", false));
+    }
+
+    #[test]
+    fn handles_multibyte_text() {
+        assert!(Glob::compile("caf?", false).matches("café", false));
+        assert!(Glob::compile("*é*", false).matches("résumé", false));
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_reference_matcher(
+            pattern in "[ab*?:]{0,8}",
+            text in "[ab:é]{0,10}",
+        ) {
+            let chars: Vec<char> = pattern.chars().collect();
+            let text_chars: Vec<char> = text.chars().collect();
+            let expected = reference(&chars, &text_chars);
+
+            prop_assert_eq!(Glob::compile(&pattern, false).matches(&text, false), expected);
+        }
+
+        #[test]
+        fn folded_matching_agrees_with_lowercased_reference(
+            pattern in "[aB*?]{0,6}",
+            text in "[Ab]{0,8}",
+        ) {
+            let chars: Vec<char> = pattern.to_lowercase().chars().collect();
+            let text_chars: Vec<char> = text.to_lowercase().chars().collect();
+            let expected = reference(&chars, &text_chars);
+
+            prop_assert_eq!(Glob::compile(&pattern, true).matches(&text, true), expected);
+        }
+    }
+}
