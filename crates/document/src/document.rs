@@ -470,7 +470,7 @@ fn step_string(map: &Map<String, Value>, key: &str, index: usize) -> Result<Stri
     match field(map, key) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
         _ => Err(DocumentError::Content(format!(
-            "mainSteps[{index}] must have a {key} that is a non-empty string"
+            "mainSteps[{index}] needs {key}, a non-empty string"
         ))),
     }
 }
