@@ -128,6 +128,9 @@ pub enum OnSuccess {
 
 /// Reads a `timeoutSeconds` input as the agent does: a whole number of seconds (as a number or
 /// as text) from 5 to 172800; anything else, or nothing, means 3600.
+///
+/// Only the input counts: like AWS's agent, tagrun ignores a `timeoutSeconds` written beside
+/// `inputs` on a 2.x step.
 pub fn timeout_seconds(value: Option<&Value>) -> u64 {
     let seconds = match value {
         Some(Value::Number(n)) => n.as_u64().or_else(|| n.as_f64().and_then(whole_seconds)),

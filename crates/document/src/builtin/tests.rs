@@ -73,11 +73,11 @@ fn declares_aws_parameters_in_aws_order() {
 fn describes_the_documents_as_aws_does() {
     assert_eq!(
         shell().document().description(),
-        "Run a shell script or specify the commands to run."
+        Some("Run a shell script or specify the commands to run.")
     );
     assert_eq!(
         power_shell().document().description(),
-        "Run a PowerShell script or specify the paths to scripts to run."
+        Some("Run a PowerShell script or specify the paths to scripts to run.")
     );
     assert_eq!(
         shell().document().platform_types(),

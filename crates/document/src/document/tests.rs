@@ -99,7 +99,7 @@ fn reads_a_yaml_document_with_parameters_in_written_order() {
         .map(ParameterDefinition::name)
         .collect();
     assert_eq!(names, ["message", "count"]);
-    assert_eq!(document.description(), "Prints a message");
+    assert_eq!(document.description(), Some("Prints a message"));
     assert_eq!(document.schema_version().as_str(), "2.2");
 }
 

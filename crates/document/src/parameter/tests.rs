@@ -46,7 +46,7 @@ fn reads_every_attribute_of_a_definition() {
     }));
 
     assert_eq!(p.parameter_type(), ParameterType::StringList);
-    assert_eq!(p.description(), "d");
+    assert_eq!(p.description(), Some("d"));
     assert_eq!(p.default_value(), Some(&json!(["a"])));
     assert_eq!(p.allowed_values(), ["a", "b"]);
     assert_eq!(
