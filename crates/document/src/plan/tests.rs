@@ -410,3 +410,103 @@ proptest! {
         prop_assert!((MIN_TIMEOUT_SECONDS..=MAX_TIMEOUT_SECONDS).contains(&from_number));
     }
 }
+
+/// A SendCommand message payload as AWS's service delivered it to an agent (recorded capture,
+/// descriptions shortened): parameters with defaults filled in, placeholders in the document.
+const CAPTURED_PAYLOAD: &str = r#"{
+  "Parameters": {"commands": ["echo hello"], "workingDirectory": "", "executionTimeout": "3600"},
+  "DocumentContent": {
+    "schemaVersion": "1.2",
+    "description": "Run a shell script or specify the commands to run.",
+    "parameters": {
+      "commands": {"type": "StringList", "description": "(Required) commands", "minItems": 1,
+        "displayType": "textarea"},
+      "workingDirectory": {"type": "String", "default": "", "description": "(Optional) dir",
+        "maxChars": 4096},
+      "executionTimeout": {"type": "String", "default": "3600", "description": "(Optional)",
+        "allowedPattern": "([1-9][0-9]{0,4})|(1[0-6][0-9]{4})|(17[0-1][0-9]{3})|(172800)"}
+    },
+    "runtimeConfig": {"aws:runShellScript": {"properties": [{"id": "0.aws:runShellScript",
+      "runCommand": "{{ commands }}", "workingDirectory": "{{ workingDirectory }}",
+      "timeoutSeconds": "{{ executionTimeout }}"}]}}
+  },
+  "CommandId": "fe61f246-47b9-4227-a896-f77b4907ea2c",
+  "DocumentName": "AWS-RunShellScript",
+  "CloudWatchOutputEnabled": "false"
+}"#;
+
+fn plan_payload(payload: &Value, platform: Platform) -> Result<Plan, DocumentError> {
+    let document = Document::from_json_value(&payload["DocumentContent"])?;
+    let parameters = document.resolve_payload_parameters(payload.get("Parameters"))?;
+    document.plan(&parameters, platform)
+}
+
+#[test]
+fn plans_a_captured_aws_payload() {
+    let payload: Value = serde_json::from_str(CAPTURED_PAYLOAD).expect("json");
+
+    let plan = plan_payload(&payload, Platform::Linux).expect("plan");
+
+    assert_eq!(plan.steps.len(), 1);
+    assert_eq!(plan.steps[0].name, "aws:runShellScript");
+    let script = &scripts(&plan.steps[0])[0];
+    assert_eq!(script.id, "0.aws:runShellScript");
+    assert_eq!(script.commands, ["echo hello"]);
+    assert_eq!(script.working_directory, "");
+    assert_eq!(script.timeout_seconds, 3600);
+}
+
+#[test]
+fn plans_a_payload_whose_values_the_service_already_substituted() {
+    let mut payload: Value = serde_json::from_str(CAPTURED_PAYLOAD).expect("json");
+    payload["DocumentContent"]["runtimeConfig"]["aws:runShellScript"]["properties"][0] = json!({
+        "id": "0.aws:runShellScript", "runCommand": ["echo hi", "echo err >&2"],
+        "timeoutSeconds": "900", "workingDirectory": "/tmp"});
+
+    let plan = plan_payload(&payload, Platform::Linux).expect("plan");
+
+    let script = &scripts(&plan.steps[0])[0];
+    assert_eq!(script.commands, ["echo hi", "echo err >&2"]);
+    assert_eq!(
+        (script.timeout_seconds, script.working_directory.as_str()),
+        (900, "/tmp")
+    );
+}
+
+#[test]
+fn refuses_a_payload_value_that_breaks_the_allowed_pattern() {
+    let mut payload: Value = serde_json::from_str(CAPTURED_PAYLOAD).expect("json");
+    payload["Parameters"]["executionTimeout"] = json!("0");
+
+    let err = plan_payload(&payload, Platform::Linux).expect_err("pattern");
+
+    assert_eq!(err.code(), "InvalidParameters");
+}
+
+#[test]
+fn plans_the_sample_2_2_payload_per_platform() {
+    let payload = json!({"Parameters": null, "DocumentContent": {"schemaVersion": "2.2",
+        "description": "doc", "parameters": null, "mainSteps": [
+        {"action": "aws:runShellScript", "name": "pluginLinux",
+         "precondition": {"StringEquals": ["platformType", "Linux"]},
+         "inputs": {"runCommand": ["echo hi"]}, "maxAttempts": 0, "onFailure": "",
+         "settings": null, "timeoutSeconds": 0},
+        {"action": "aws:runPowerShellScript", "name": "pluginWindows",
+         "precondition": {"StringEquals": ["platformType", "Windows"]},
+         "inputs": {"runCommand": ["echo hi"]}}]}});
+
+    let linux = plan_payload(&payload, Platform::Linux).expect("plan");
+    let windows = plan_payload(&payload, Platform::Windows).expect("plan");
+
+    let met = |plan: &Plan| {
+        plan.steps
+            .iter()
+            .map(|s| s.precondition_met)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(met(&linux), [true, false]);
+    assert_eq!(met(&windows), [false, true]);
+    assert_eq!(scripts(&linux.steps[0])[0].timeout_seconds, 3600);
+    assert_eq!(linux.steps[0].on_failure, None);
+    assert_eq!(scripts(&windows.steps[1])[0].shell, Shell::PowerShell);
+}
