@@ -1,3 +1,66 @@
 //! `tagrun`: the operator command line.
+//!
+//! Exit status: 0 when the command did its work (a simulated denial included), 2 when
+//! the flags or the input files are wrong (clap uses 2 for usage errors as well).
 
-fn main() {}
+mod context_entries;
+mod simulate;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status for bad flags, unreadable files and malformed policies.
+const USAGE_ERROR: u8 = 2;
+
+/// tagrun: AWS Systems Manager Run Command, self-hosted.
+#[derive(Debug, Parser)]
+#[command(name = "tagrun", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with IAM policies offline.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Evaluate IAM policies for actions and resources, like
+    /// `aws iam simulate-custom-policy`, and print the results as JSON.
+    Simulate(simulate::SimulateArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+
+    let output = match cli.command {
+        Command::Policy {
+            command: PolicyCommand::Simulate(args),
+        } => simulate::run(&args),
+    };
+
+    match output.and_then(|text| write_stdout(&text)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let mut stderr = std::io::stderr().lock();
+            // Nothing better can be done when even stderr is gone.
+            let _ignored = writeln!(stderr, "tagrun: {error:#}");
+            ExitCode::from(USAGE_ERROR)
+        }
+    }
+}
+
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}")?;
+    stdout.flush()?;
+    Ok(())
+}
