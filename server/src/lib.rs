@@ -1,0 +1,119 @@
+//! tagrun-server: the self-hosted control plane for Run Command.
+//!
+//! It speaks AWS JSON 1.1 on one listener so that the unmodified `aws` CLI, boto3
+//! and AWS's own agent work against it. Start reading at [`Server`], then `http`
+//! (routing and the AWS response shape), `auth` (SigV4 and IAM policies), `api`
+//! (one module per group of operations) and `store` (all SQL).
+
+pub mod api;
+pub mod arn;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod ids;
+pub mod state;
+pub mod store;
+mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::Identities;
+use crate::config::Config;
+use crate::state::AppState;
+use crate::store::{Store, StoreError};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listen address could not be bound.
+    #[error("could not listen on {address}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database could not be opened or migrated.
+    #[error("storage is not available")]
+    Store(#[from] StoreError),
+    /// The TLS certificate or key could not be loaded.
+    #[error("TLS is misconfigured")]
+    Tls(#[from] tls::TlsError),
+}
+
+/// A server bound to its address, ready to serve.
+pub struct Server {
+    listener: TcpListener,
+    state: Arc<AppState>,
+    tls: Option<TlsAcceptor>,
+}
+
+impl Server {
+    /// Opens storage, loads identities and binds the listener.
+    pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+        let store = Store::open(&config.data_dir, config.database_url.as_deref()).await?;
+        for node in &config.nodes {
+            store
+                .upsert_static_node(&node.instance_id, &node.role, &node.tags, store::now_ms())
+                .await?;
+        }
+
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    address: config.listen,
+                    source,
+                })?;
+        let identities = Identities::from_config(&config);
+        let state = Arc::new(AppState {
+            config,
+            identities,
+            store,
+        });
+        Ok(Server {
+            listener,
+            state,
+            tls,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.state.config.listen)
+    }
+
+    /// Whether the listener speaks HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Serves until `shutdown` completes, then drains requests in flight.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let router = http::router(self.state.clone());
+        tracing::info!(address = %self.local_addr(), tls = self.tls.is_some(), "serving");
+        http::serve(self.listener, router, self.tls, shutdown).await;
+    }
+}
+
+/// An error and its sources joined with `: `, for one log line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
