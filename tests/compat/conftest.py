@@ -185,9 +185,14 @@ def raw(server, target: str, body: bytes, key=None, secret=None, headers=None, s
     if key:
         credentials = botocore.credentials.Credentials(key, secret)
         botocore.auth.SigV4Auth(credentials, service, REGION).add_auth(request)
+    return post(request)
+
+
+def post(request: botocore.awsrequest.AWSRequest):
+    """Sends a prepared request; returns status, headers and the JSON body."""
     prepared = request.prepare()
-    http = urllib.request.Request(prepared.url, data=body, headers=dict(prepared.headers),
-                                  method="POST")
+    http = urllib.request.Request(prepared.url, data=prepared.body,
+                                  headers=dict(prepared.headers), method="POST")
     try:
         with urllib.request.urlopen(http, timeout=10) as response:
             return response.status, dict(response.headers), json.loads(response.read())
