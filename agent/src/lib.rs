@@ -92,7 +92,9 @@ pub async fn run(
         shutdown.await;
         stop.send_replace(true);
     });
-    serve(&config, &client, &dispatcher, &outbox, stopped).await?;
+    let served = serve(&config, &client, &dispatcher, &outbox, stopped).await;
+    dispatcher.abandon().await;
+    served?;
 
     systemd::notify_stopping();
     flush_replies(&outbox, &client).await;

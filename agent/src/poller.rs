@@ -9,6 +9,7 @@ use rand::Rng;
 use tagrun_wire::command::CancelCommandPayload;
 use tagrun_wire::messages::{FailureType, Message, MessageKind, command_id_from_message_id};
 use tokio::sync::{Mutex, Semaphore, watch};
+use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep};
 use tracing::{debug, error, info, instrument, warn};
 
@@ -55,6 +56,8 @@ pub struct Dispatcher {
     workers: Arc<Semaphore>,
     /// Cancel switches of accepted commands, by message id.
     running: Arc<Mutex<HashMap<String, watch::Sender<bool>>>>,
+    /// The tasks running commands.
+    tasks: Mutex<JoinSet<()>>,
 }
 
 impl Dispatcher {
@@ -73,6 +76,7 @@ impl Dispatcher {
             runner,
             workers: Arc::new(Semaphore::new(workers)),
             running: Arc::new(Mutex::new(HashMap::new())),
+            tasks: Mutex::new(JoinSet::new()),
         }
     }
 
@@ -217,7 +221,9 @@ impl Dispatcher {
         let runner = Arc::clone(&self.runner);
         let spool = Arc::clone(&self.spool);
         let running = Arc::clone(&self.running);
-        tokio::spawn(async move {
+        let mut tasks = self.tasks.lock().await;
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move {
             let message_id = record.message_id.clone();
             let command_id = record.command_id.clone();
             // Fair semaphore: commands start in the order they were accepted.
@@ -235,6 +241,16 @@ impl Dispatcher {
             }
             running.lock().await.remove(&message_id);
         });
+    }
+}
+
+impl Dispatcher {
+    /// Stops following running commands without touching their processes, as if the
+    /// agent exited: steps keep running and the next start picks them up from the spool.
+    pub async fn abandon(&self) {
+        let mut tasks = self.tasks.lock().await;
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
     }
 }
 

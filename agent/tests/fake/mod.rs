@@ -267,7 +267,9 @@ impl Fake {
                 );
             }
             // Either a message arrived or the hold time is over; the loop checks which.
-            tokio::time::timeout_at(deadline, woken).await.unwrap_or_default();
+            tokio::time::timeout_at(deadline, woken)
+                .await
+                .unwrap_or_default();
         }
     }
 
