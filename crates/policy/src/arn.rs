@@ -7,12 +7,69 @@
 //! `arn:aws:ssm:*:*:document/*` covers AWS-owned documents (whose ARNs have no account)
 //! while `arn:aws:ssm:*:123456789012:document/*` does not.
 
+use std::borrow::Cow;
+
 use crate::context::Scope;
-use crate::glob::{Glob, Token, tokenize};
+use crate::glob::Glob;
 use crate::template::Template;
 
 /// The number of colon-separated parts of a full ARN.
 const PARTS: usize = 6;
+
+/// The ARN of a requested resource, split once per decision at its first five colons.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RequestArn<'a> {
+    text: &'a str,
+    colons: [usize; PARTS - 1],
+    found: usize,
+}
+
+impl<'a> RequestArn<'a> {
+    /// Finds the colons of `text` (which need not be an ARN: `*` has none).
+    pub fn new(text: &'a str) -> RequestArn<'a> {
+        let mut colons = [0; PARTS - 1];
+        let mut found = 0;
+        for (at, byte) in text.bytes().enumerate() {
+            if byte == b':' {
+                colons[found] = at;
+                found += 1;
+                if found == colons.len() {
+                    break;
+                }
+            }
+        }
+        RequestArn {
+            text,
+            colons,
+            found,
+        }
+    }
+
+    /// One of the first five parts, when the text has a colon after it.
+    fn segment(&self, index: usize) -> Option<&'a str> {
+        let end = *self.colons[..self.found].get(index)?;
+        let start = if index == 0 {
+            0
+        } else {
+            self.colons[index - 1] + 1
+        };
+        Some(&self.text[start..end])
+    }
+
+    /// The first five parts and the resource part, when the text has all six.
+    fn parts(&self) -> Option<([&'a str; PARTS - 1], &'a str)> {
+        if self.found < PARTS - 1 {
+            return None;
+        }
+        let mut parts = [""; PARTS - 1];
+        let mut start = 0;
+        for (part, &colon) in parts.iter_mut().zip(&self.colons) {
+            *part = &self.text[start..colon];
+            start = colon + 1;
+        }
+        Some((parts, &self.text[start..]))
+    }
+}
 
 /// A compiled `Resource` entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,11 +83,11 @@ pub(crate) enum ResourcePattern {
 /// An ARN pattern, split into its parts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ArnPattern {
-    /// The parts before the resource part, as written (fewer than five when the pattern is
-    /// short and ends in `*`).
-    segments: Vec<Vec<Token>>,
-    /// The same parts compiled for the common case where segments line up one to one.
+    /// The parts before the resource part (fewer than five when the pattern is short and
+    /// ends in `*`).
     segment_globs: Vec<Glob>,
+    /// For each of those parts, whether it ends in `*` and so may run across colons.
+    crossing: Vec<bool>,
     /// The resource part, if the pattern has one.
     resource: Option<ResourcePart>,
     /// Whether some segment ends in `*`, so that a match across colons must be tried.
@@ -39,7 +96,7 @@ pub(crate) struct ArnPattern {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum ResourcePart {
-    Static { glob: Glob, tokens: Vec<Token> },
+    Static(Glob),
     Dynamic(Template),
 }
 
@@ -64,15 +121,12 @@ impl ResourcePattern {
         } else {
             (&parts[..], None)
         };
-        let segments: Vec<Vec<Token>> = segments.iter().map(|s| tokenize(s, false)).collect();
-        let may_cross = segments.iter().any(|s| s.last() == Some(&Token::Many));
-        let segment_globs = segments
-            .iter()
-            .map(|s| Glob::from_tokens(s.clone()))
-            .collect();
+        let crossing: Vec<bool> = segments.iter().map(|s| s.ends_with('*')).collect();
+        let may_cross = crossing.contains(&true);
+        let segment_globs = segments.iter().map(|s| Glob::compile(s, false)).collect();
         Ok(ResourcePattern::Arn(Box::new(ArnPattern {
-            segments,
             segment_globs,
+            crossing,
             resource,
             may_cross,
         })))
@@ -80,7 +134,7 @@ impl ResourcePattern {
 
     /// Whether the resource named `arn` (or `*` for actions without a resource type)
     /// matches. A pattern whose variable has no value matches nothing.
-    pub fn matches(&self, arn: &str, scope: &Scope<'_>) -> bool {
+    pub fn matches(&self, arn: &RequestArn<'_>, scope: &Scope<'_>) -> bool {
         match self {
             ResourcePattern::Any => true,
             ResourcePattern::Arn(pattern) => pattern.matches(arn, scope),
@@ -115,14 +169,11 @@ fn parse_resource_part(text: &str, variables: bool) -> Result<ResourcePart, Stri
     let tokens = template
         .resolve_tokens(None, false)
         .ok_or_else(|| format!("\"{text}\" could not be compiled"))?;
-    Ok(ResourcePart::Static {
-        glob: Glob::from_tokens(tokens.clone()),
-        tokens,
-    })
+    Ok(ResourcePart::Static(Glob::from_tokens(tokens)))
 }
 
 impl ArnPattern {
-    fn matches(&self, arn: &str, scope: &Scope<'_>) -> bool {
+    fn matches(&self, arn: &RequestArn<'_>, scope: &Scope<'_>) -> bool {
         if self.matches_aligned(arn, scope) {
             return true;
         }
@@ -130,121 +181,89 @@ impl ArnPattern {
     }
 
     /// The common case: each segment of the pattern against the same segment of the ARN.
-    fn matches_aligned(&self, arn: &str, scope: &Scope<'_>) -> bool {
-        let Some(resource) = &self.resource else {
+    fn matches_aligned(&self, arn: &RequestArn<'_>, scope: &Scope<'_>) -> bool {
+        let (Some(resource), Some((parts, rest))) = (&self.resource, arn.parts()) else {
             return false;
         };
-        let mut parts = arn.splitn(PARTS, ':');
-        for glob in &self.segment_globs {
-            match parts.next() {
-                Some(part) if glob.matches(part, false) => {}
-                _ => return false,
-            }
+        let segments_fit = self
+            .segment_globs
+            .iter()
+            .zip(parts)
+            .all(|(glob, part)| glob.matches(part, false));
+        if !segments_fit {
+            return false;
         }
-        let Some(rest) = parts.next() else {
-            return false;
-        };
 
         match resource {
-            ResourcePart::Static { glob, .. } => glob.matches(rest, false),
+            ResourcePart::Static(glob) => glob.matches(rest, false),
             ResourcePart::Dynamic(template) => template
                 .resolve_tokens(Some(scope), false)
                 .is_some_and(|tokens| Glob::from_tokens(tokens).matches(rest, false)),
         }
     }
 
-    /// The full rule, where a `*` that ends a segment may also cover colons.
-    fn matches_crossing(&self, arn: &str, scope: &Scope<'_>) -> bool {
-        let mut steps = Vec::new();
-        for (index, segment) in self.segments.iter().enumerate() {
-            if index > 0 {
-                steps.push(Step::Char(':'));
-            }
-            for (at, token) in segment.iter().enumerate() {
-                let last = at + 1 == segment.len();
-                steps.push(Step::from_token(*token, last && *token == Token::Many));
+    /// The full rule, where a `*` that ends a segment may also cover colons (and so
+    /// whole segments of the ARN). Segments before the first such star must line up,
+    /// which settles most mismatches without looking further.
+    fn matches_crossing(&self, request: &RequestArn<'_>, scope: &Scope<'_>) -> bool {
+        let first_crossing = self
+            .crossing
+            .iter()
+            .position(|&crosses| crosses)
+            .unwrap_or(self.crossing.len());
+        for (index, glob) in self.segment_globs[..first_crossing].iter().enumerate() {
+            if !request
+                .segment(index)
+                .is_some_and(|part| glob.matches(part, false))
+            {
+                return false;
             }
         }
 
-        if let Some(resource) = &self.resource {
-            let tokens = match resource {
-                ResourcePart::Static { tokens, .. } => tokens.clone(),
-                ResourcePart::Dynamic(template) => {
-                    match template.resolve_tokens(Some(scope), false) {
-                        Some(tokens) => tokens,
-                        None => return false,
-                    }
+        let arn = request.text;
+        let starts: Vec<usize> = std::iter::once(0)
+            .chain(arn.match_indices(':').map(|(at, _)| at + 1))
+            .collect();
+        let live = self.live_after_segments(arn, &starts);
+        let Some(resource) = &self.resource else {
+            // A short pattern ends in a crossing `*` that takes all that is left.
+            return live[starts.len()];
+        };
+        let glob = match resource {
+            ResourcePart::Static(glob) => Cow::Borrowed(glob),
+            ResourcePart::Dynamic(template) => match template.resolve_tokens(Some(scope), false) {
+                Some(tokens) => Cow::Owned(Glob::from_tokens(tokens)),
+                None => return false,
+            },
+        };
+        (0..starts.len()).any(|at| live[at] && glob.matches(&arn[starts[at]..], false))
+    }
+
+    /// After the segments before the resource part, at which ARN segments (by index)
+    /// the rest of the pattern may start: `live[i]` means segments `0..i` are consumed.
+    fn live_after_segments(&self, arn: &str, starts: &[usize]) -> Vec<bool> {
+        let count = starts.len();
+        let segment = |at: usize| {
+            let end = starts.get(at + 1).map_or(arn.len(), |next| next - 1);
+            &arn[starts[at]..end]
+        };
+        let mut live = vec![false; count + 1];
+        live[0] = true;
+
+        for (glob, &crosses) in self.segment_globs.iter().zip(&self.crossing) {
+            let mut next = vec![false; count + 1];
+            for at in (0..count).filter(|&at| live[at]) {
+                if !glob.matches(segment(at), false) {
+                    continue;
                 }
-            };
-            steps.push(Step::Char(':'));
-            steps.extend(
-                tokens
-                    .into_iter()
-                    .map(|token| Step::from_token(token, true)),
-            );
-        }
-        run_steps(&steps, arn)
-    }
-}
-
-/// A pattern element that knows whether it may match a colon.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Step {
-    Char(char),
-    One { cross: bool },
-    Many { cross: bool },
-}
-
-impl Step {
-    fn from_token(token: Token, cross: bool) -> Step {
-        match token {
-            Token::Char(c) => Step::Char(c),
-            Token::One => Step::One { cross },
-            Token::Many => Step::Many { cross },
-        }
-    }
-
-    fn accepts(self, c: char) -> bool {
-        match self {
-            Step::Char(p) => p == c,
-            Step::One { cross } | Step::Many { cross } => cross || c != ':',
-        }
-    }
-}
-
-/// Runs the steps as a set of live positions over the text: O(steps × text), no
-/// backtracking, so hostile patterns cannot make it slow.
-fn run_steps(steps: &[Step], text: &str) -> bool {
-    let mut live = vec![false; steps.len() + 1];
-    live[0] = true;
-    close(steps, &mut live);
-
-    for c in text.chars() {
-        let mut next = vec![false; steps.len() + 1];
-        for (at, step) in steps.iter().enumerate() {
-            if !live[at] || !step.accepts(c) {
-                continue;
+                next[at + 1] = true;
+                if crosses {
+                    next[at + 2..].iter_mut().for_each(|slot| *slot = true);
+                }
             }
-            match step {
-                Step::Many { .. } => next[at] = true,
-                _ => next[at + 1] = true,
-            }
+            live = next;
         }
-        close(steps, &mut next);
-        live = next;
-        if !live.contains(&true) {
-            return false;
-        }
-    }
-    live[steps.len()]
-}
-
-/// A `*` may match nothing, so the position after it is live whenever it is.
-fn close(steps: &[Step], live: &mut [bool]) {
-    for (at, step) in steps.iter().enumerate() {
-        if live[at] && matches!(step, Step::Many { .. }) {
-            live[at + 1] = true;
-        }
+        live
     }
 }
 
@@ -263,7 +282,7 @@ mod tests {
         };
         ResourcePattern::parse(pattern, true)
             .expect("valid pattern")
-            .matches(arn, &scope)
+            .matches(&RequestArn::new(arn), &scope)
     }
 
     /// Plain reference for the segment rule: segments line up one to one, or a segment
@@ -371,7 +390,7 @@ mod tests {
             let empty = Context::new();
             let scope = Scope { resource: &empty, request: &empty };
 
-            prop_assert_eq!(compiled.matches(&arn_text, &scope), expected);
+            prop_assert_eq!(compiled.matches(&RequestArn::new(&arn_text), &scope), expected);
         }
     }
 }

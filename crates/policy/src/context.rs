@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -133,7 +134,34 @@ impl From<Vec<Value>> for Value {
 /// differ only in case, both answer to the condition key, as in AWS.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Context {
-    entries: HashMap<String, Vec<Value>>,
+    entries: HashMap<String, Vec<Value>, BuildHasherDefault<KeyHasher>>,
+}
+
+/// A multiply-rotate hash for short key names. Lookups happen several times per
+/// statement, and the standard SipHash costs more than the rest of a condition; a
+/// context holds a few dozen keys set by the server, so flooding is not a concern.
+#[derive(Default)]
+struct KeyHasher {
+    hash: u64,
+}
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.hash = (self.hash.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(SEED);
+        }
+        for &byte in chunks.remainder() {
+            self.hash = (self.hash.rotate_left(5) ^ u64::from(byte)).wrapping_mul(SEED);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.hash
+    }
 }
 
 impl Context {

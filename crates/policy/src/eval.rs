@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::arn::RequestArn;
 use crate::context::{Context, Scope};
 use crate::policy::{Effect, MatchedStatement, Policy};
 
@@ -180,16 +181,15 @@ where
     I::IntoIter: Clone,
 {
     let policies = policies.into_iter();
-    let action = action.to_lowercase();
     if resources.is_empty() {
         let only = ResourceRequest::new(NO_RESOURCE);
-        let decision = decide(policies, &action, &only, context);
+        let decision = decide(policies, action, &only, context);
         return combine(vec![decision]);
     }
 
     let decisions = resources
         .iter()
-        .map(|resource| decide(policies.clone(), &action, resource, context))
+        .map(|resource| decide(policies.clone(), action, resource, context))
         .collect();
     combine(decisions)
 }
@@ -229,16 +229,16 @@ pub fn missing_context_keys<'p, I>(
 where
     I: IntoIterator<Item = &'p Policy>,
 {
-    let action = action.to_lowercase();
     let scope = Scope {
         resource: &resource.context,
         request: context,
     };
+    let arn = RequestArn::new(&resource.arn);
     let mut missing: Vec<String> = Vec::new();
     let covering = policies
         .into_iter()
         .flat_map(Policy::statements)
-        .filter(|s| s.covers_action(&action) && s.covers_resource(&resource.arn, &scope));
+        .filter(|s| s.covers_action(action) && s.covers_resource(&arn, &scope));
     for key in covering.flat_map(|s| s.condition_keys()) {
         let known = scope.get(&key.to_lowercase()).is_some();
         if !known && !missing.iter().any(|k| k.eq_ignore_ascii_case(key)) {
@@ -268,7 +268,7 @@ pub fn access_denied_message(
 /// Decides one resource: every statement of every policy is consulted.
 fn decide<'p>(
     policies: impl Iterator<Item = &'p Policy>,
-    folded_action: &str,
+    action: &str,
     resource: &ResourceRequest,
     context: &Context,
 ) -> ResourceDecision {
@@ -276,11 +276,12 @@ fn decide<'p>(
         resource: &resource.context,
         request: context,
     };
+    let arn = RequestArn::new(&resource.arn);
     let mut allows = Vec::new();
     let mut denies = Vec::new();
     for statement in policies.flat_map(Policy::statements) {
-        let applies = statement.covers_action(folded_action)
-            && statement.covers_resource(&resource.arn, &scope)
+        let applies = statement.covers_action(action)
+            && statement.covers_resource(&arn, &scope)
             && statement.conditions_hold(&scope);
         if !applies {
             continue;

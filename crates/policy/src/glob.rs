@@ -51,8 +51,11 @@ impl Glob {
     pub fn matches(&self, text: &str, fold: bool) -> bool {
         match self {
             Glob::Any => true,
+            // The pattern is folded already, so ASCII text needs only its own folding.
+            Glob::Exact(exact) if fold && text.is_ascii() => exact.eq_ignore_ascii_case(text),
             Glob::Exact(exact) if fold => exact.chars().eq(text.chars().map(fold_char)),
             Glob::Exact(exact) => exact == text,
+            Glob::Pattern(tokens) if text.is_ascii() => match_ascii(tokens, text.as_bytes(), fold),
             Glob::Pattern(tokens) => match_tokens(tokens, text, fold),
         }
     }
@@ -107,6 +110,44 @@ fn match_tokens(tokens: &[Token], text: &str, fold: bool) -> bool {
         resume = Some((after_star, next));
         t = after_star;
         s = next;
+    }
+}
+
+/// [`match_tokens`] for ASCII text, a byte at a time: most names and tags are ASCII,
+/// and skipping UTF-8 decoding makes matching several times faster.
+fn match_ascii(tokens: &[Token], text: &[u8], fold: bool) -> bool {
+    let fits = |token: Token, byte: u8| match token {
+        Token::One => true,
+        Token::Char(c) if fold => c == char::from(byte.to_ascii_lowercase()),
+        Token::Char(c) => c == char::from(byte),
+        Token::Many => false,
+    };
+    let (mut t, mut s) = (0, 0);
+    let mut resume: Option<(usize, usize)> = None;
+
+    loop {
+        match tokens.get(t) {
+            Some(Token::Many) => {
+                t += 1;
+                resume = Some((t, s));
+                continue;
+            }
+            Some(&token) if s < text.len() && fits(token, text[s]) => {
+                t += 1;
+                s += 1;
+                continue;
+            }
+            None if s == text.len() => return true,
+            _ => {}
+        }
+        match resume {
+            Some((after_star, from)) if from < text.len() => {
+                resume = Some((after_star, from + 1));
+                t = after_star;
+                s = from + 1;
+            }
+            _ => return false,
+        }
     }
 }
 
@@ -195,6 +236,22 @@ mod tests {
             let expected = reference(&chars, &text_chars);
 
             prop_assert_eq!(Glob::compile(&pattern, false).matches(&text, false), expected);
+        }
+
+        #[test]
+        fn byte_matching_agrees_with_char_matching(
+            pattern in "[aB*?é]{0,8}",
+            text in "[abB]{0,10}",
+            fold in any::<bool>(),
+        ) {
+            let Glob::Pattern(tokens) = Glob::compile(&pattern, fold) else {
+                return Ok(());
+            };
+
+            prop_assert_eq!(
+                match_ascii(&tokens, text.as_bytes(), fold),
+                match_tokens(&tokens, &text, fold)
+            );
         }
 
         #[test]

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::arn::ResourcePattern;
+use crate::arn::{RequestArn, ResourcePattern};
 use crate::condition::Condition;
 use crate::context::Scope;
 use crate::glob::Glob;
@@ -169,18 +169,18 @@ pub(crate) struct Statement {
 }
 
 impl Statement {
-    /// Whether the statement covers the action (already in lower case).
-    pub fn covers_action(&self, folded_action: &str) -> bool {
+    /// Whether the statement covers the action, in any case.
+    pub fn covers_action(&self, action: &str) -> bool {
         let listed = self
             .actions
             .items
             .iter()
-            .any(|glob| glob.matches(folded_action, false));
+            .any(|glob| glob.matches(action, true));
         listed != self.actions.except
     }
 
     /// Whether the statement covers the resource.
-    pub fn covers_resource(&self, resource: &str, scope: &Scope<'_>) -> bool {
+    pub fn covers_resource(&self, resource: &RequestArn<'_>, scope: &Scope<'_>) -> bool {
         let listed = self
             .resources
             .items
