@@ -174,7 +174,10 @@ impl Reply {
 
     /// Fails the test unless the request id looks like a UUID.
     pub fn assert_request_id(&self) {
-        let id = self.request_id.as_deref().expect("an x-amzn-requestid header");
+        let id = self
+            .request_id
+            .as_deref()
+            .expect("an x-amzn-requestid header");
         let groups: Vec<usize> = id.split('-').map(str::len).collect();
         assert_eq!(groups, [8, 4, 4, 4, 12], "request id {id}");
     }
