@@ -90,8 +90,8 @@ pub(crate) struct ArnPattern {
     crossing: Vec<bool>,
     /// The resource part, if the pattern has one.
     resource: Option<ResourcePart>,
-    /// Whether some segment ends in `*`, so that a match across colons must be tried.
-    may_cross: bool,
+    /// The first of those parts that ends in `*` (their count when none does).
+    first_crossing: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,13 +122,16 @@ impl ResourcePattern {
             (&parts[..], None)
         };
         let crossing: Vec<bool> = segments.iter().map(|s| s.ends_with('*')).collect();
-        let may_cross = crossing.contains(&true);
+        let first_crossing = crossing
+            .iter()
+            .position(|&crosses| crosses)
+            .unwrap_or(crossing.len());
         let segment_globs = segments.iter().map(|s| Glob::compile(s, false)).collect();
         Ok(ResourcePattern::Arn(Box::new(ArnPattern {
             segment_globs,
             crossing,
             resource,
-            may_cross,
+            first_crossing,
         })))
     }
 
@@ -174,44 +177,46 @@ fn parse_resource_part(text: &str, variables: bool) -> Result<ResourcePart, Stri
 
 impl ArnPattern {
     fn matches(&self, arn: &RequestArn<'_>, scope: &Scope<'_>) -> bool {
-        if self.matches_aligned(arn, scope) {
-            return true;
+        match self.first_mismatch(arn, scope) {
+            None => true,
+            // A segment before any crossing star must line up whatever the stars do.
+            Some(at) if at < self.first_crossing || !self.crossing.contains(&true) => false,
+            Some(_) => self.matches_crossing(arn, scope),
         }
-        self.may_cross && self.matches_crossing(arn, scope)
     }
 
-    /// The common case: each segment of the pattern against the same segment of the ARN.
-    fn matches_aligned(&self, arn: &RequestArn<'_>, scope: &Scope<'_>) -> bool {
+    /// The common case, each segment of the pattern against the same segment of the ARN:
+    /// `None` when everything lines up, otherwise the first part that does not (the
+    /// resource part counts as part 5; an ARN without six parts fails at the first
+    /// crossing star, leaving the decision to the full rule).
+    fn first_mismatch(&self, arn: &RequestArn<'_>, scope: &Scope<'_>) -> Option<usize> {
         let (Some(resource), Some((parts, rest))) = (&self.resource, arn.parts()) else {
-            return false;
+            return Some(self.first_crossing);
         };
-        let segments_fit = self
+        let mismatch = self
             .segment_globs
             .iter()
             .zip(parts)
-            .all(|(glob, part)| glob.matches(part, false));
-        if !segments_fit {
-            return false;
+            .position(|(glob, part)| !glob.matches(part, false));
+        if mismatch.is_some() {
+            return mismatch;
         }
 
-        match resource {
+        let fits = match resource {
             ResourcePart::Static(glob) => glob.matches(rest, false),
             ResourcePart::Dynamic(template) => template
                 .resolve_tokens(Some(scope), false)
                 .is_some_and(|tokens| Glob::from_tokens(tokens).matches(rest, false)),
-        }
+        };
+        (!fits).then_some(PARTS - 1)
     }
 
     /// The full rule, where a `*` that ends a segment may also cover colons (and so
     /// whole segments of the ARN). Segments before the first such star must line up,
     /// which settles most mismatches without looking further.
     fn matches_crossing(&self, request: &RequestArn<'_>, scope: &Scope<'_>) -> bool {
-        let first_crossing = self
-            .crossing
-            .iter()
-            .position(|&crosses| crosses)
-            .unwrap_or(self.crossing.len());
-        for (index, glob) in self.segment_globs[..first_crossing].iter().enumerate() {
+        let prefix = &self.segment_globs[..self.first_crossing];
+        for (index, glob) in prefix.iter().enumerate() {
             if !request
                 .segment(index)
                 .is_some_and(|part| glob.matches(part, false))

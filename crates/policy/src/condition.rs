@@ -15,7 +15,7 @@
 
 use std::net::IpAddr;
 
-use crate::context::{Scope, Value};
+use crate::context::{Key, Scope, Value};
 use crate::glob::Glob;
 use crate::scalar::{self, Cidr};
 use crate::template::Template;
@@ -180,7 +180,7 @@ pub(crate) struct Condition {
     /// The key as written, for explanations.
     key: String,
     /// The key in lower case, for lookups.
-    folded_key: String,
+    folded_key: Key,
     values: Values,
 }
 
@@ -205,7 +205,7 @@ impl Condition {
         Ok(Condition {
             operator,
             key: key.to_owned(),
-            folded_key: key.to_lowercase(),
+            folded_key: Key::new(key),
             values,
         })
     }

@@ -134,29 +134,85 @@ impl From<Vec<Value>> for Value {
 /// differ only in case, both answer to the condition key, as in AWS.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Context {
-    entries: HashMap<String, Vec<Value>, BuildHasherDefault<KeyHasher>>,
+    entries: HashMap<Key, Vec<Value>, BuildHasherDefault<PassThrough>>,
 }
 
-/// A multiply-rotate hash for short key names. Lookups happen several times per
-/// statement, and the standard SipHash costs more than the rest of a condition; a
-/// context holds a few dozen keys set by the server, so flooding is not a concern.
+/// A key name in lower case with its hash worked out once. Compiled policies hold their
+/// condition keys in this form, so a lookup during evaluation hashes nothing.
+#[derive(Clone, Debug)]
+pub(crate) struct Key {
+    hash: u64,
+    name: Box<str>,
+}
+
+impl Key {
+    /// Folds `name` to lower case and hashes it.
+    pub fn new(name: &str) -> Key {
+        Key::from_folded(name.to_lowercase())
+    }
+
+    /// `prefix` (already lower case) followed by `name` folded to lower case, built in one
+    /// allocation: the tag keys of every node go through here.
+    fn with_prefix(prefix: &str, name: &str) -> Key {
+        let mut folded = String::with_capacity(prefix.len() + name.len());
+        folded.push_str(prefix);
+        folded.extend(name.chars().flat_map(char::to_lowercase));
+        Key::from_folded(folded)
+    }
+
+    fn from_folded(name: String) -> Key {
+        Key {
+            hash: hash_name(name.as_bytes()),
+            name: name.into_boxed_str(),
+        }
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.hash == other.hash && self.name == other.name
+    }
+}
+
+impl Eq for Key {}
+
+impl std::hash::Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// A multiply-rotate hash for short key names. A context holds a few dozen keys set by
+/// the server, so flooding is not a concern.
+fn hash_name(bytes: &[u8]) -> u64 {
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+    let step = |hash: u64, word: u64| (hash.rotate_left(5) ^ word).wrapping_mul(SEED);
+    let mut chunks = bytes.chunks_exact(8);
+    let mut hash = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        hash = step(hash, u64::from_le_bytes(word));
+    }
+    chunks
+        .remainder()
+        .iter()
+        .fold(hash, |hash, &byte| step(hash, u64::from(byte)))
+}
+
+/// Hands a [`Key`]'s precomputed hash to the map unchanged.
 #[derive(Default)]
-struct KeyHasher {
+struct PassThrough {
     hash: u64,
 }
 
-impl Hasher for KeyHasher {
+impl Hasher for PassThrough {
     fn write(&mut self, bytes: &[u8]) {
-        const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.hash = (self.hash.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(SEED);
-        }
-        for &byte in chunks.remainder() {
-            self.hash = (self.hash.rotate_left(5) ^ u64::from(byte)).wrapping_mul(SEED);
-        }
+        self.hash = hash_name(bytes);
+    }
+
+    fn write_u64(&mut self, hash: u64) {
+        self.hash = hash;
     }
 
     fn finish(&self) -> u64 {
@@ -172,14 +228,14 @@ impl Context {
 
     /// Sets `key` to `value`, replacing whatever the name held.
     pub fn insert(&mut self, key: &str, value: impl Into<Value>) -> &mut Context {
-        self.entries.insert(key.to_lowercase(), vec![value.into()]);
+        self.entries.insert(Key::new(key), vec![value.into()]);
         self
     }
 
     /// Adds one more value under `key`, keeping the values it already held.
     pub fn add(&mut self, key: &str, value: impl Into<Value>) -> &mut Context {
         self.entries
-            .entry(key.to_lowercase())
+            .entry(Key::new(key))
             .or_default()
             .push(value.into());
         self
@@ -240,15 +296,20 @@ impl Context {
     {
         for (key, value) in tags {
             let (key, value) = (key.as_ref(), value.as_ref());
-            self.add(&format!("aws:ResourceTag/{key}"), value);
-            self.add(&format!("ssm:resourceTag/{key}"), value);
+            for prefix in ["aws:resourcetag/", "ssm:resourcetag/"] {
+                let values = self
+                    .entries
+                    .entry(Key::with_prefix(prefix, key))
+                    .or_default();
+                values.push(Value::from(value));
+            }
         }
         self
     }
 
     /// The values held under `key` (any case), if any.
     pub fn get(&self, key: &str) -> Option<&[Value]> {
-        self.get_folded(&key.to_lowercase())
+        self.get_key(&Key::new(key))
     }
 
     /// Whether `key` (any case) holds a value.
@@ -258,7 +319,7 @@ impl Context {
 
     /// Removes `key` (any case) and returns what it held.
     pub fn remove(&mut self, key: &str) -> Option<Vec<Value>> {
-        self.entries.remove(&key.to_lowercase())
+        self.entries.remove(&Key::new(key))
     }
 
     /// Number of distinct key names.
@@ -271,9 +332,9 @@ impl Context {
         self.entries.is_empty()
     }
 
-    /// Lookup with a name that is already lower case (compiled policies store them so).
-    pub(crate) fn get_folded(&self, folded: &str) -> Option<&[Value]> {
-        self.entries.get(folded).map(Vec::as_slice)
+    /// Lookup with a prepared key.
+    pub(crate) fn get_key(&self, key: &Key) -> Option<&[Value]> {
+        self.entries.get(key).map(Vec::as_slice)
     }
 }
 
@@ -285,17 +346,17 @@ pub(crate) struct Scope<'a> {
 }
 
 impl<'a> Scope<'a> {
-    /// The values under a lower-case key name, the resource's own entries first.
-    pub fn get(&self, folded: &str) -> Option<&'a [Value]> {
+    /// The values under a key, the resource's own entries first.
+    pub fn get(&self, key: &Key) -> Option<&'a [Value]> {
         self.resource
-            .get_folded(folded)
-            .or_else(|| self.request.get_folded(folded))
+            .get_key(key)
+            .or_else(|| self.request.get_key(key))
     }
 
     /// The single text value of a key, as a policy variable needs it; `None` when the key
     /// is absent or holds several values.
-    pub fn text(&self, folded: &str) -> Option<Cow<'a, str>> {
-        match self.get(folded)? {
+    pub fn text(&self, key: &Key) -> Option<Cow<'a, str>> {
+        match self.get(key)? {
             [single] => single.as_text(),
             _ => None,
         }
@@ -336,7 +397,8 @@ mod tests {
             request: &request,
         };
 
-        assert_eq!(scope.text("aws:resourcetag/env").as_deref(), Some("prod"));
+        let key = Key::new("aws:resourcetag/env");
+        assert_eq!(scope.text(&key).as_deref(), Some("prod"));
     }
 
     #[test]

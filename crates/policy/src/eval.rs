@@ -3,7 +3,8 @@
 use std::fmt;
 
 use crate::arn::RequestArn;
-use crate::context::{Context, Scope};
+use crate::context::{Context, Key, Scope};
+use crate::glob::fold_text;
 use crate::policy::{Effect, MatchedStatement, Policy};
 
 /// The resource named for actions that have no resource type.
@@ -181,6 +182,8 @@ where
     I::IntoIter: Clone,
 {
     let policies = policies.into_iter();
+    let action = fold_text(action);
+    let action = action.as_ref();
     if resources.is_empty() {
         let only = ResourceRequest::new(NO_RESOURCE);
         let decision = decide(policies, action, &only, context);
@@ -233,6 +236,8 @@ where
         resource: &resource.context,
         request: context,
     };
+    let action = fold_text(action);
+    let action = action.as_ref();
     let arn = RequestArn::new(&resource.arn);
     let mut missing: Vec<String> = Vec::new();
     let covering = policies
@@ -240,7 +245,7 @@ where
         .flat_map(Policy::statements)
         .filter(|s| s.covers_action(action) && s.covers_resource(&arn, &scope));
     for key in covering.flat_map(|s| s.condition_keys()) {
-        let known = scope.get(&key.to_lowercase()).is_some();
+        let known = scope.get(&Key::new(key)).is_some();
         if !known && !missing.iter().any(|k| k.eq_ignore_ascii_case(key)) {
             missing.push(key.to_owned());
         }

@@ -1,5 +1,7 @@
 //! Wildcard patterns as IAM writes them: `*` for any run of characters, `?` for one.
 
+use std::borrow::Cow;
+
 /// One element of a compiled pattern.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Token {
@@ -71,6 +73,15 @@ pub(crate) fn tokenize(text: &str, fold: bool) -> Vec<Token> {
             c => Token::Char(c),
         })
         .collect()
+}
+
+/// Case-folds a whole text the way compiled patterns are folded, borrowing when it is
+/// folded already (action names usually are after the first decision).
+pub(crate) fn fold_text(text: &str) -> Cow<'_, str> {
+    if text.is_ascii() && !text.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(text.chars().map(fold_char).collect())
 }
 
 /// Case-folds one character; characters whose lower case is several characters keep the

@@ -169,13 +169,14 @@ pub(crate) struct Statement {
 }
 
 impl Statement {
-    /// Whether the statement covers the action, in any case.
-    pub fn covers_action(&self, action: &str) -> bool {
+    /// Whether the statement covers the action, which must be folded with
+    /// [`crate::glob::fold_text`] (action names ignore case).
+    pub fn covers_action(&self, folded_action: &str) -> bool {
         let listed = self
             .actions
             .items
             .iter()
-            .any(|glob| glob.matches(action, true));
+            .any(|glob| glob.matches(folded_action, false));
         listed != self.actions.except
     }
 

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use crate::context::Scope;
+use crate::context::{Key, Scope};
 use crate::glob::{self, Token};
 
 /// One piece of a policy string.
@@ -13,11 +13,8 @@ enum Piece {
     Text(String),
     /// A character that is never a wildcard (from `${*}`, `${?}`, `${$}`).
     Literal(char),
-    /// A variable: the lower-case key and the default used when the key has no value.
-    Variable {
-        key: String,
-        default: Option<String>,
-    },
+    /// A variable: the key and the default used when the key has no value.
+    Variable { key: Key, default: Option<String> },
 }
 
 /// A policy string that may refer to request context values.
@@ -105,7 +102,7 @@ fn push_text(pieces: &mut Vec<Piece>, text: &str) {
 
 fn lookup<'a>(
     scope: Option<&Scope<'a>>,
-    key: &str,
+    key: &Key,
     default: &'a Option<String>,
 ) -> Option<Cow<'a, str>> {
     scope
@@ -131,7 +128,7 @@ fn parse_variable(inner: &str) -> Result<Piece, String> {
         return Err(format!("\"${{{inner}}}\" is not a valid policy variable"));
     }
     Ok(Piece::Variable {
-        key: key.to_lowercase(),
+        key: Key::new(key),
         default,
     })
 }
