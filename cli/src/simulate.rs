@@ -1,5 +1,12 @@
 //! `tagrun policy simulate`: the flags and JSON output of `aws iam simulate-custom-policy`,
 //! evaluated offline with tagrun's policy engine.
+//!
+//! The default resource `*` is the literal resource of actions without a resource type:
+//! only statements whose `Resource` is `*` (or whose `NotResource` leaves it in) apply to
+//! it, as in AWS's simulator.
+//!
+//! Limitation: only identity-based policies are simulated; there is no
+//! `--resource-policy`, and results carry no `ResourceSpecificResults`.
 
 use std::collections::BTreeMap;
 

@@ -8,10 +8,11 @@
 //!   `...IfExists` true, `ForAllValues:` true and `ForAnyValue:` false;
 //! - a policy variable without a value matches nothing, so a negated operator holds.
 //!
-//! A key holding several request values without a set operator (two tags whose keys
-//! differ only in case, or a list) behaves like `ForAnyValue:` for positive operators and
-//! like `ForAllValues:` for negated ones: one match satisfies a positive operator, and a
-//! negated operator needs every value to match none.
+//! AWS leaves undocumented what a key holding several request values means without a set
+//! operator (two tags whose keys differ only in case, or a list); here it behaves like
+//! `ForAnyValue:` for positive operators and like `ForAllValues:` for negated ones: one
+//! match satisfies a positive operator, and a negated operator needs every value to match
+//! none.
 
 use std::net::IpAddr;
 

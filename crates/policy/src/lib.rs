@@ -6,6 +6,13 @@
 //! over an allow, which wins over the default implicit deny, and a request that touches
 //! several resources is allowed only when each of them is.
 //!
+//! Limitation: only identity-based policies of one account are evaluated; resource-based
+//! policies, permissions boundaries, session policies and organization policies are not
+//! part of a decision.
+//!
+//! Limitation: numbers in Numeric conditions are compared as 64-bit floating point, so
+//! integers beyond 2^53 lose precision.
+//!
 //! ```
 //! use tagrun_policy::{Context, Policy, ResourceRequest, evaluate};
 //!

@@ -201,7 +201,7 @@ fn parse_statements(
     let mut statements: Vec<Statement> = Vec::with_capacity(nodes.len());
     for (index, node) in nodes.into_iter().enumerate() {
         let statement = parse_statement(node, index, name, variables)?;
-        if let Some(sid) = &statement.matched.sid {
+        if let Some(sid) = statement.matched.sid.as_ref().filter(|sid| !sid.is_empty()) {
             let repeated = statements
                 .iter()
                 .any(|s| s.matched.sid.as_ref() == Some(sid));
