@@ -76,6 +76,9 @@ pub struct Config {
     pub agent_tag_keys: Option<Vec<String>>,
     /// A node not heard from for this long shows `ConnectionLost`.
     pub connection_lost_after_secs: u64,
+    /// How long an empty `GetMessages` is held open; under the agents' 20-second
+    /// client timeout.
+    pub long_poll_secs: u64,
 }
 
 /// Certificate chain and private key, PEM files.
@@ -169,6 +172,7 @@ struct RawConfig {
     nodes: Vec<RawNode>,
     agent_tag_keys: Option<Vec<String>>,
     connection_lost_after_secs: Option<u64>,
+    long_poll_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,6 +246,7 @@ impl Config {
             nodes: Vec::new(),
             agent_tag_keys: None,
             connection_lost_after_secs: 600,
+            long_poll_secs: 15,
         }
     }
 }
@@ -277,6 +282,11 @@ impl Loader<'_> {
             return Err(self.invalid("account_id", "must be 12 digits"));
         }
 
+        let long_poll_secs = raw.long_poll_secs.unwrap_or(15);
+        if !(1..=18).contains(&long_poll_secs) {
+            return Err(self.invalid("long_poll_secs", "must be 1 to 18 seconds"));
+        }
+
         let roles = raw.roles.into_iter().enumerate();
         let roles = roles
             .map(|(i, r)| self.role(i, r))
@@ -309,6 +319,7 @@ impl Loader<'_> {
             nodes,
             agent_tag_keys: raw.agent_tag_keys,
             connection_lost_after_secs: raw.connection_lost_after_secs.unwrap_or(600),
+            long_poll_secs,
         })
     }
 

@@ -9,12 +9,14 @@ pub mod api;
 pub mod arn;
 pub mod auth;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod http;
 pub mod ids;
 pub mod state;
 pub mod store;
 mod tls;
+pub mod wakeup;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -78,6 +80,7 @@ impl Server {
             config,
             identities,
             store,
+            wakeups: wakeup::Wakeups::default(),
         });
         Ok(Server {
             listener,
@@ -102,7 +105,48 @@ impl Server {
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let router = http::router(self.state.clone());
         tracing::info!(address = %self.local_addr(), tls = self.tls.is_some(), "serving");
+        let sweeper = tokio::spawn(sweep_timeouts(self.state.clone()));
+        let state = self.state.clone();
+        let shutdown = async move {
+            shutdown.await;
+            state.wakeups.shut_down();
+        };
         http::serve(self.listener, router, self.tls, shutdown).await;
+        sweeper.abort();
+    }
+}
+
+/// How often deadlines are checked. Deadlines live in the database, so they hold
+/// across restarts; this only bounds how late a timeout is noticed.
+const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Times out invocations past their delivery or execution deadlines, forever.
+async fn sweep_timeouts(state: Arc<AppState>) {
+    let mut failing = false;
+    let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        match state
+            .store
+            .sweep_timeouts(&state.topic_suffix(), store::now_ms())
+            .await
+        {
+            Ok(notify) => {
+                if failing {
+                    tracing::info!("timeout checks work again");
+                    failing = false;
+                }
+                state.wakeups.wake(&notify);
+            }
+            Err(error) if failing => {
+                tracing::debug!(error = %error_chain(&error), "timeout check failed again");
+            }
+            Err(error) => {
+                tracing::warn!(error = %error_chain(&error), "timeout check failed, will retry");
+                failing = true;
+            }
+        }
     }
 }
 

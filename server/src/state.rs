@@ -3,6 +3,7 @@
 use crate::auth::Identities;
 use crate::config::Config;
 use crate::store::Store;
+use crate::wakeup::Wakeups;
 
 /// Shared server state, behind an `Arc`.
 #[derive(Debug)]
@@ -13,4 +14,14 @@ pub struct AppState {
     pub identities: Identities,
     /// The database.
     pub store: Store,
+    /// Wakes held polls when messages are queued.
+    pub wakeups: Wakeups,
+}
+
+impl AppState {
+    /// The part of message topics after the prefix, e.g. `us.east.1.1`; AWS's agent
+    /// reads only the prefix.
+    pub fn topic_suffix(&self) -> String {
+        format!("{}.1", self.config.region.replace('-', "."))
+    }
 }

@@ -24,8 +24,11 @@ ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 
+SEEDS = ROOT / "crates" / "policy" / "tests" / "fixtures" / "seeds"
+
 USERS = {
     "admin": ("AKIAEXAMPLEADMIN0001", "admin-secret", ["AmazonSSMFullAccess"]),
+    "finance": ("AKIAEXAMPLEFINANCE01", "finance-secret", []),
     "reader": ("AKIAEXAMPLEREADER001", "reader-secret", ["AmazonSSMReadOnlyAccess"]),
     "nobody": ("AKIAEXAMPLENOBODY001", "nobody-secret", []),
 }
@@ -48,6 +51,7 @@ def write_config(directory: Path) -> Path:
         f'region = "{REGION}"',
         f'account_id = "{ACCOUNT}"',
         f'data_dir = "{directory / "data"}"',
+        "long_poll_secs = 1",
     ]
     for name, (key, secret, managed) in USERS.items():
         lines += [
@@ -57,6 +61,11 @@ def write_config(directory: Path) -> Path:
             f'secret_access_key = "{secret}"',
             f"managed_policies = {json.dumps(managed)}",
         ]
+        if name == "finance":
+            # AWS's tag-based example: SendCommand on Finance=WebServers nodes only.
+            policy = SEEDS / "allow-send-command-finance-webservers.json"
+            read = ROOT / "server" / "src" / "auth" / "managed" / "AmazonSSMReadOnlyAccess.json"
+            lines.append(f'policy_files = ["{policy}", "{read}"]')
     lines += ["[[roles]]", 'name = "SSMServiceRole"', 'managed_policies = ["AmazonSSMManagedInstanceCore"]']
     for instance_id, (key, secret) in NODES.items():
         lines += [
@@ -75,13 +84,13 @@ def write_config(directory: Path) -> Path:
 class Server:
     """A running tagrun-server process on a free loopback port."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, listen: str = "127.0.0.1:0"):
         self.directory = directory
         self.config = write_config(directory)
         self.process = subprocess.Popen(
-            [str(server_binary()), "serve", "--config", str(self.config), "--listen", "127.0.0.1:0"],
+            [str(server_binary()), "serve", "--config", str(self.config), "--listen", listen],
             stdout=subprocess.PIPE,
-            stderr=open(directory / "server.log", "wb"),
+            stderr=open(directory / "server.log", "ab"),
             text=True,
         )
         first = self.process.stdout.readline().strip()
@@ -126,6 +135,11 @@ class Server:
         aws = shutil.which("aws")
         command = [aws, "--endpoint-url", self.url, "--output", "json", *args]
         return subprocess.run(command, env=env, capture_output=True, text=True, check=check)
+
+    def kill(self):
+        """SIGKILL: no chance to flush or clean up."""
+        self.process.kill()
+        self.process.wait()
 
     def stop(self):
         self.process.terminate()

@@ -2,6 +2,7 @@
 //! store, shape the output. This module routes `X-Amz-Target` values to them and
 //! holds the helpers they share (input parsing, pagination, timestamps).
 
+pub mod messages;
 pub mod ssm;
 
 use std::sync::Arc;
@@ -20,6 +21,8 @@ use crate::state::AppState;
 pub enum Service {
     /// `AmazonSSM.*`, signing name `ssm`.
     Ssm,
+    /// `EC2WindowsMessageDeliveryService.*`, signing name `ec2messages`.
+    Messages,
 }
 
 /// One known operation of one service.
@@ -37,6 +40,7 @@ impl Operation {
         let (prefix, name) = target.split_once('.')?;
         let (service, known) = match prefix {
             "AmazonSSM" => (Service::Ssm, ssm::OPERATIONS),
+            "EC2WindowsMessageDeliveryService" => (Service::Messages, messages::OPERATIONS),
             _ => return None,
         };
         let name = known.iter().find(|op| **op == name)?;
@@ -47,6 +51,7 @@ impl Operation {
     pub fn signing_name(self) -> &'static str {
         match self.service {
             Service::Ssm => "ssm",
+            Service::Messages => "ec2messages",
         }
     }
 
@@ -71,6 +76,7 @@ pub async fn dispatch(
 ) -> Result<serde_json::Value, ApiError> {
     match operation.service {
         Service::Ssm => ssm::dispatch(state, caller, operation.name, body).await,
+        Service::Messages => messages::dispatch(state, caller, operation.name, body).await,
     }
 }
 

@@ -71,14 +71,14 @@ impl Store {
 
     /// Deletes an activation (nodes it registered stay); `false` when absent.
     pub async fn delete_activation(&self, id: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let deleted = sqlx::query("DELETE FROM activations WHERE activation_id = $1")
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&mut *tx.tx)
             .await?;
         sqlx::query("DELETE FROM tags WHERE resource_type = 'Activation' AND resource_id = $1")
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&mut *tx.tx)
             .await?;
         tx.commit().await?;
         Ok(deleted.rows_affected() > 0)

@@ -81,7 +81,7 @@ impl Store {
         first: &NewVersion<'_>,
     ) -> Result<bool, StoreError> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO documents (name, document_type, target_type, default_version, \
              latest_version, created_ms) VALUES ($1, $2, $3, 1, 1, $4) ON CONFLICT DO NOTHING",
@@ -90,12 +90,12 @@ impl Store {
         .bind(document_type)
         .bind(target_type)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut *tx.tx)
         .await?;
         if inserted.rows_affected() == 0 {
             return Ok(false);
         }
-        insert_version(&mut tx, name, 1, first, now).await?;
+        insert_version(&mut tx.tx, name, 1, first, now).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -163,11 +163,11 @@ impl Store {
         name: &str,
         new: &NewVersion<'_>,
     ) -> Result<AddVersionOutcome, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let latest: Option<i64> =
             sqlx::query_scalar("SELECT latest_version FROM documents WHERE name = $1")
                 .bind(name)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut *tx.tx)
                 .await?;
         let Some(latest) = latest else {
             return Ok(AddVersionOutcome::NoSuchDocument);
@@ -178,7 +178,7 @@ impl Store {
         )
         .bind(name)
         .bind(latest)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut *tx.tx)
         .await?;
         if latest_hash.as_deref() == Some(new.hash) {
             return Ok(AddVersionOutcome::DuplicateContent);
@@ -189,7 +189,7 @@ impl Store {
             )
             .bind(name)
             .bind(version_name)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut *tx.tx)
             .await?;
             if taken.is_some() {
                 return Ok(AddVersionOutcome::DuplicateVersionName);
@@ -197,11 +197,11 @@ impl Store {
         }
 
         let version = latest + 1;
-        insert_version(&mut tx, name, version, new, now_ms()).await?;
+        insert_version(&mut tx.tx, name, version, new, now_ms()).await?;
         sqlx::query("UPDATE documents SET latest_version = $1 WHERE name = $2")
             .bind(version)
             .bind(name)
-            .execute(&mut *tx)
+            .execute(&mut *tx.tx)
             .await?;
         tx.commit().await?;
         Ok(AddVersionOutcome::Added(version))
@@ -226,18 +226,18 @@ impl Store {
 
     /// Deletes document `name`, every version and its tags; `false` when absent.
     pub async fn delete_document(&self, name: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let deleted = sqlx::query("DELETE FROM documents WHERE name = $1")
             .bind(name)
-            .execute(&mut *tx)
+            .execute(&mut *tx.tx)
             .await?;
         sqlx::query("DELETE FROM document_versions WHERE name = $1")
             .bind(name)
-            .execute(&mut *tx)
+            .execute(&mut *tx.tx)
             .await?;
         sqlx::query("DELETE FROM tags WHERE resource_type = 'Document' AND resource_id = $1")
             .bind(name)
-            .execute(&mut *tx)
+            .execute(&mut *tx.tx)
             .await?;
         tx.commit().await?;
         Ok(deleted.rows_affected() > 0)

@@ -7,7 +7,9 @@
 //! epoch milliseconds. Every write is committed before the call returns.
 
 mod activations;
+mod commands;
 mod documents;
+mod messages;
 mod nodes;
 mod tags;
 
@@ -15,12 +17,19 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, ConnectOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 use tracing::info;
 
 pub use activations::Activation;
+pub use commands::{
+    CommandRecord, InvocationRecord, NewCommand, NewInvocation, PluginResult, ReplyOutcome,
+};
 pub use documents::{AddVersionOutcome, DocumentRecord, DocumentVersion, NewVersion};
+pub use messages::QueuedMessage;
 pub use nodes::{Node, NodeCredentials, PlatformFacts, Registration, RegistrationOutcome};
 pub use tags::{ResourceKind, TagSource};
 
@@ -60,12 +69,32 @@ pub enum StoreError {
 }
 
 /// The schema, one entry per migration, applied in order and recorded by number.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/0001_foundation.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/0001_foundation.sql")),
+    (2, include_str!("../../migrations/0002_run_command.sql")),
+];
 
 /// A handle on the database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// SQLite allows one writer at a time, and a transaction that reads before it
+    /// writes fails outright (no waiting) when another wrote in between. Writers
+    /// therefore queue here; PostgreSQL needs no such lock.
+    write_lock: Option<Arc<Mutex<()>>>,
+}
+
+/// A write transaction, holding the SQLite write lock for its whole life.
+pub(crate) struct WriteTx {
+    pub(crate) tx: sqlx::Transaction<'static, sqlx::Any>,
+    _guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    /// Commits, then releases the write lock.
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
 }
 
 impl Store {
@@ -82,19 +111,44 @@ impl Store {
             source,
         };
 
+        let sqlite = url.starts_with("sqlite:");
         let options = AnyConnectOptions::from_str(&url).map_err(open_error)?;
         let options = options.log_statements(tracing::log::LevelFilter::Trace);
         let pool = AnyPoolOptions::new()
-            .max_connections(if url.starts_with("sqlite:") { 4 } else { 16 })
+            .max_connections(if sqlite { 4 } else { 16 })
             .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        connection.execute(SQLITE_PRAGMAS).await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await
             .map_err(open_error)?;
 
-        let store = Store { pool };
+        let write_lock = sqlite.then(|| Arc::new(Mutex::new(())));
+        let store = Store { pool, write_lock };
         store.migrate().await?;
         info!(database = %shown, "database ready");
         Ok(store)
+    }
+
+    /// Whether other server processes may share this database (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        self.write_lock.is_none()
+    }
+
+    /// Starts a write transaction (queueing behind other writers on SQLite).
+    pub(crate) async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
+        let guard = match &self.write_lock {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        };
+        let tx = self.pool.begin().await?;
+        Ok(WriteTx { tx, _guard: guard })
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -132,6 +186,16 @@ impl Store {
         Ok(())
     }
 }
+
+/// Set on every SQLite connection. WAL lets readers run beside the writer;
+/// `synchronous = NORMAL` makes a commit durable against a crash of the process (the
+/// WAL is written before the call returns) without an fsync per commit, which would
+/// cap the server at a few hundred replies per second.
+///
+/// Limitation: with NORMAL, a power failure can lose the last commits before the
+/// next checkpoint; use PostgreSQL where that matters.
+const SQLITE_PRAGMAS: &str =
+    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;";
 
 /// The SQLite URL for `data_dir/tagrun.db`, creating the directory if needed.
 fn sqlite_url(data_dir: &Path) -> Result<String, StoreError> {

@@ -115,13 +115,13 @@ impl Store {
         &self,
         registration: &Registration<'_>,
     ) -> Result<RegistrationOutcome, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let activation: Option<(String, String, String, i64, i64, i64)> = sqlx::query_as(
             "SELECT code_sha256, default_instance_name, iam_role, registration_limit, \
              registrations_count, expires_ms FROM activations WHERE activation_id = $1",
         )
         .bind(registration.activation_id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut *tx.tx)
         .await?;
         let Some((code_sha256, name, role, limit, count, expires_ms)) = activation else {
             return Ok(RegistrationOutcome::InvalidActivation);
@@ -141,7 +141,7 @@ impl Store {
              WHERE activation_id = $1",
         )
         .bind(registration.activation_id)
-        .execute(&mut *tx)
+        .execute(&mut *tx.tx)
         .await?;
         sqlx::query(
             "INSERT INTO nodes (instance_id, resource_type, activation_id, iam_role, name, \
@@ -155,7 +155,7 @@ impl Store {
         .bind(registration.public_key)
         .bind(registration.fingerprint)
         .bind(registration.now_ms)
-        .execute(&mut *tx)
+        .execute(&mut *tx.tx)
         .await?;
         sqlx::query(
             "INSERT INTO tags (resource_type, resource_id, source, tag_key, tag_value) \
@@ -164,7 +164,7 @@ impl Store {
         )
         .bind(registration.instance_id)
         .bind(registration.activation_id)
-        .execute(&mut *tx)
+        .execute(&mut *tx.tx)
         .await?;
         tx.commit().await?;
         Ok(RegistrationOutcome::Registered)
@@ -281,16 +281,19 @@ impl Store {
 
     /// Deletes a node, its credentials and its tags; `false` when absent.
     pub async fn deregister_node(&self, instance_id: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let deleted = sqlx::query("DELETE FROM nodes WHERE instance_id = $1")
             .bind(instance_id)
-            .execute(&mut *tx)
+            .execute(&mut *tx.tx)
             .await?;
         for sql in [
             "DELETE FROM node_credentials WHERE instance_id = $1",
             "DELETE FROM tags WHERE resource_type = 'ManagedInstance' AND resource_id = $1",
         ] {
-            sqlx::query(sql).bind(instance_id).execute(&mut *tx).await?;
+            sqlx::query(sql)
+                .bind(instance_id)
+                .execute(&mut *tx.tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(deleted.rows_affected() > 0)
@@ -302,11 +305,11 @@ impl Store {
         credentials: &NodeCredentials,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM node_credentials WHERE instance_id = $1 AND expires_ms < $2")
             .bind(&credentials.instance_id)
             .bind(now_ms)
-            .execute(&mut *tx)
+            .execute(&mut *tx.tx)
             .await?;
         sqlx::query(
             "INSERT INTO node_credentials (access_key_id, instance_id, secret_access_key, \
@@ -317,7 +320,7 @@ impl Store {
         .bind(&credentials.secret_access_key)
         .bind(&credentials.session_token)
         .bind(credentials.expires_ms)
-        .execute(&mut *tx)
+        .execute(&mut *tx.tx)
         .await?;
         tx.commit().await?;
         Ok(())

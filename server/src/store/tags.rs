@@ -100,9 +100,9 @@ impl Store {
         source: TagSource,
         tags: &BTreeMap<String, String>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for (key, value) in tags {
-            upsert(&mut tx, kind, id, source, key, value).await?;
+            upsert(&mut tx.tx, kind, id, source, key, value).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -115,7 +115,7 @@ impl Store {
         id: &str,
         keys: &[String],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for key in keys {
             sqlx::query(
                 "DELETE FROM tags WHERE resource_type = $1 AND resource_id = $2 \
@@ -124,7 +124,7 @@ impl Store {
             .bind(kind.as_str())
             .bind(id)
             .bind(key)
-            .execute(&mut *tx)
+            .execute(&mut *tx.tx)
             .await?;
         }
         tx.commit().await?;
@@ -138,16 +138,16 @@ impl Store {
         tags: &BTreeMap<String, String>,
     ) -> Result<(), StoreError> {
         let kind = ResourceKind::ManagedInstance;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "DELETE FROM tags WHERE resource_type = $1 AND resource_id = $2 AND source = 'agent'",
         )
         .bind(kind.as_str())
         .bind(instance_id)
-        .execute(&mut *tx)
+        .execute(&mut *tx.tx)
         .await?;
         for (key, value) in tags {
-            upsert(&mut tx, kind, instance_id, TagSource::Agent, key, value).await?;
+            upsert(&mut tx.tx, kind, instance_id, TagSource::Agent, key, value).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -1,5 +1,6 @@
 //! `AmazonSSM.*`: documents, nodes, activations, tags.
 
+mod commands;
 pub mod documents;
 mod nodes;
 mod tags;
@@ -37,6 +38,11 @@ pub const OPERATIONS: &[&str] = &[
     "AddTagsToResource",
     "RemoveTagsFromResource",
     "ListTagsForResource",
+    "SendCommand",
+    "CancelCommand",
+    "ListCommands",
+    "ListCommandInvocations",
+    "GetCommandInvocation",
 ];
 
 /// Runs one `AmazonSSM` operation.
@@ -74,6 +80,11 @@ pub async fn dispatch(
         "AddTagsToResource" => tags::add(state, caller, input(body)?).await,
         "RemoveTagsFromResource" => tags::remove(state, caller, input(body)?).await,
         "ListTagsForResource" => tags::list(state, caller, input(body)?).await,
+        "SendCommand" => commands::send(state, caller, input(body)?).await,
+        "CancelCommand" => commands::cancel(state, caller, input(body)?).await,
+        "ListCommands" => commands::list_commands(state, caller, input(body)?).await,
+        "ListCommandInvocations" => commands::list_invocations(state, caller, input(body)?).await,
+        "GetCommandInvocation" => commands::get_invocation(state, caller, input(body)?).await,
         _ => Err(ApiError::new(
             "UnknownOperationException",
             format!("Unknown operation {name}"),

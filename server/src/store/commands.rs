@@ -1,0 +1,827 @@
+//! Commands and their invocations: creation, replies, cancel, timeouts.
+//!
+//! Each change runs in one write transaction that also applies the engine's decisions
+//! (release more invocations, stop after too many errors, derive the command's
+//! status), so the database never shows a command whose counters disagree with its
+//! invocations. Counters are kept incrementally: a reply costs a few row updates
+//! whatever the size of the command.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use tagrun_wire::reply::{PluginRuntimeStatus, ReplyPayload};
+
+use super::{Store, StoreError, WriteTx, messages};
+use crate::engine::{self, Counters, Detail, Limit};
+
+/// A command as `SendCommand` accepted it.
+#[derive(Debug, Clone)]
+pub struct NewCommand {
+    /// UUID.
+    pub command_id: String,
+    /// When it was sent.
+    pub requested_ms: i64,
+    /// Undelivered invocations time out here.
+    pub delivery_deadline_ms: i64,
+    /// Unfinished invocations time out here (`ExpiresAfter`).
+    pub expires_ms: i64,
+    /// ARN of the caller.
+    pub requester: String,
+    /// Document name as requested.
+    pub document_name: String,
+    /// Document version as requested (echoed).
+    pub document_version: String,
+    /// `Comment`.
+    pub comment: String,
+    /// `MaxConcurrency` as given.
+    pub max_concurrency: String,
+    /// `MaxErrors` as given.
+    pub max_errors: String,
+    /// The request fields the API echoes back, as JSON.
+    pub request_json: String,
+    /// The payload every node receives.
+    pub payload: String,
+    /// Step names, for plugins not yet reported.
+    pub steps: Vec<String>,
+    /// `Targets` matched no node.
+    pub no_targets: bool,
+    /// One per node, in release order.
+    pub invocations: Vec<NewInvocation>,
+}
+
+/// One node of a new command.
+#[derive(Debug, Clone)]
+pub struct NewInvocation {
+    /// The node.
+    pub instance_id: String,
+    /// Its host name, for `InstanceName`.
+    pub instance_name: String,
+    /// `Pending`, or a terminal detail decided at send time (`AccessDenied`, ...).
+    pub detail: Detail,
+}
+
+/// A stored command.
+#[derive(Debug, Clone)]
+pub struct CommandRecord {
+    /// UUID.
+    pub command_id: String,
+    /// When it was sent.
+    pub requested_ms: i64,
+    /// `ExpiresAfter`.
+    pub expires_ms: i64,
+    /// Document name.
+    pub document_name: String,
+    /// Document version as requested.
+    pub document_version: String,
+    /// `Comment`.
+    pub comment: String,
+    /// `MaxConcurrency`.
+    pub max_concurrency: String,
+    /// `MaxErrors`.
+    pub max_errors: String,
+    /// Echoed request fields.
+    pub request_json: String,
+    /// Step names.
+    pub steps: Vec<String>,
+    /// Coarse status.
+    pub status: String,
+    /// `StatusDetails`.
+    pub status_details: String,
+    /// Counters.
+    pub counters: Counters,
+}
+
+/// A stored invocation.
+#[derive(Debug, Clone)]
+pub struct InvocationRecord {
+    /// Command.
+    pub command_id: String,
+    /// Node.
+    pub instance_id: String,
+    /// Node host name.
+    pub instance_name: String,
+    /// `StatusDetails`.
+    pub detail: Detail,
+    /// When the node started it.
+    pub start_ms: Option<i64>,
+    /// When it ended.
+    pub end_ms: Option<i64>,
+    /// Why it failed before any step ran, if so.
+    pub trace_output: String,
+    /// Step results reported so far, by step name.
+    pub plugins: BTreeMap<String, PluginResult>,
+}
+
+/// What a node reported about one step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginResult {
+    /// The agent's step status (`Success`, `Skipped`, `TimedOut`, ...).
+    pub status: String,
+    /// Exit code.
+    pub code: i64,
+    /// The action, e.g. `aws:runShellScript`.
+    pub action: String,
+    /// Combined output (2,500 characters at most).
+    pub output: String,
+    /// Standard output as reported.
+    pub standard_output: String,
+    /// Standard error as reported.
+    pub standard_error: String,
+    /// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+    pub start: String,
+    /// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+    pub end: String,
+}
+
+impl From<&PluginRuntimeStatus> for PluginResult {
+    fn from(status: &PluginRuntimeStatus) -> Self {
+        PluginResult {
+            status: status.status.as_str().to_owned(),
+            code: i64::from(status.code),
+            action: status.name.clone(),
+            output: status.output.clone(),
+            standard_output: status.standard_output.clone(),
+            standard_error: status.standard_error.clone(),
+            start: status.start_date_time.clone(),
+            end: status.end_date_time.clone(),
+        }
+    }
+}
+
+/// What applying a reply did.
+#[derive(Debug, Default)]
+pub struct ReplyOutcome {
+    /// Nodes with new messages to wake.
+    pub notify: Vec<String>,
+    /// The invocation finished with this detail.
+    pub finished: Option<Detail>,
+    /// The reply id was seen before; nothing changed.
+    pub duplicate: bool,
+    /// No message with that id belongs to the node.
+    pub unknown_message: bool,
+}
+
+const COMMAND_COLUMNS: &str = "command_id, requested_ms, expires_ms, document_name, \
+    document_version, comment, max_concurrency, max_errors, request_json, steps_json, status, \
+    status_details, target_count, completed_count, error_count, delivery_timed_out_count, \
+    success_count, neutral_count, cancelled_count, in_flight, cancelling, started";
+
+const INVOCATION_COLUMNS: &str = "command_id, instance_id, instance_name, detail, start_ms, \
+    end_ms, trace_output, plugins_json";
+
+impl Store {
+    /// Stores a new command and its invocations and releases the first ones.
+    /// Returns the nodes that now have a message.
+    pub async fn create_command(
+        &self,
+        command: &NewCommand,
+        topic: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut counters = Counters {
+            target_count: command.invocations.len() as u64,
+            ..Counters::default()
+        };
+        for invocation in command
+            .invocations
+            .iter()
+            .filter(|i| i.detail.is_terminal())
+        {
+            counters.finish(invocation.detail, false);
+        }
+
+        let mut tx = self.begin_write().await?;
+        insert_command(&mut tx, command, &counters).await?;
+        for (seq, invocation) in command.invocations.iter().enumerate() {
+            insert_invocation(&mut tx, command, seq, invocation).await?;
+        }
+        let notify = advance(&mut tx, &command.command_id, topic, command.requested_ms).await?;
+        tx.commit().await?;
+        Ok(notify)
+    }
+
+    /// One command.
+    pub async fn command(&self, command_id: &str) -> Result<Option<CommandRecord>, StoreError> {
+        let sql = format!("SELECT {COMMAND_COLUMNS} FROM commands WHERE command_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(command_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| command_from_row(&r)).transpose()
+    }
+
+    /// Commands, newest first; only those that ran on `instance_id` when given.
+    pub async fn commands(
+        &self,
+        instance_id: Option<&str>,
+    ) -> Result<Vec<CommandRecord>, StoreError> {
+        let rows = match instance_id {
+            None => {
+                let sql = format!(
+                    "SELECT {COMMAND_COLUMNS} FROM commands ORDER BY requested_ms DESC, command_id"
+                );
+                sqlx::query(&sql).fetch_all(&self.pool).await?
+            }
+            Some(instance_id) => {
+                let sql = format!(
+                    "SELECT {COMMAND_COLUMNS} FROM commands WHERE command_id IN \
+                     (SELECT command_id FROM invocations WHERE instance_id = $1) \
+                     ORDER BY requested_ms DESC, command_id"
+                );
+                sqlx::query(&sql)
+                    .bind(instance_id)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(command_from_row).collect()
+    }
+
+    /// Invocations of one command in release order, or of every command on one node.
+    pub async fn invocations(
+        &self,
+        command_id: Option<&str>,
+        instance_id: Option<&str>,
+    ) -> Result<Vec<InvocationRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {INVOCATION_COLUMNS} FROM invocations \
+             WHERE ($1 = '' OR command_id = $1) AND ($2 = '' OR instance_id = $2) \
+             ORDER BY command_id, seq"
+        );
+        let query = sqlx::query(&sql)
+            .bind(command_id.unwrap_or_default())
+            .bind(instance_id.unwrap_or_default());
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(invocation_from_row).collect()
+    }
+
+    /// Applies a node's reply to the invocation its message belongs to.
+    pub async fn apply_reply(
+        &self,
+        instance_id: &str,
+        message_id: &str,
+        reply_id: &str,
+        reply: &ReplyPayload,
+        topic: &str,
+        now_ms: i64,
+    ) -> Result<ReplyOutcome, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let Some(message) = messages::owned(&mut tx, instance_id, message_id).await? else {
+            return Ok(ReplyOutcome {
+                unknown_message: true,
+                ..ReplyOutcome::default()
+            });
+        };
+        let fresh = sqlx::query(
+            "INSERT INTO replies (reply_id, message_id, received_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(reply_id)
+        .bind(message_id)
+        .bind(now_ms)
+        .execute(&mut *tx.tx)
+        .await?;
+        if fresh.rows_affected() == 0 {
+            return Ok(ReplyOutcome {
+                duplicate: true,
+                ..ReplyOutcome::default()
+            });
+        }
+        if message.is_cancel {
+            messages::mark_done(&mut tx, message_id).await?;
+            tx.commit().await?;
+            return Ok(ReplyOutcome::default());
+        }
+
+        let outcome =
+            record_reply(&mut tx, &message.command_id, instance_id, reply, now_ms).await?;
+        let mut result = ReplyOutcome {
+            finished: outcome,
+            ..ReplyOutcome::default()
+        };
+        if outcome.is_some() {
+            messages::mark_done(&mut tx, message_id).await?;
+            result.notify = advance(&mut tx, &message.command_id, topic, now_ms).await?;
+        }
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    /// Ends an invocation whose message the node refused (`FailMessage`).
+    pub async fn fail_message(
+        &self,
+        instance_id: &str,
+        message_id: &str,
+        topic: &str,
+        now_ms: i64,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let Some(message) = messages::owned(&mut tx, instance_id, message_id).await? else {
+            return Ok(None);
+        };
+        messages::mark_done(&mut tx, message_id).await?;
+        let mut notify = Vec::new();
+        if !message.is_cancel {
+            let trace = "The agent could not process the command message.";
+            finish(
+                &mut tx,
+                &message.command_id,
+                instance_id,
+                Detail::Failed,
+                trace,
+                now_ms,
+            )
+            .await?;
+            notify = advance(&mut tx, &message.command_id, topic, now_ms).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(notify))
+    }
+
+    /// Cancels a command on `instance_ids` (every node when empty). Invocations not yet
+    /// handed to their node end at once; the others get a cancel message. Returns the
+    /// nodes to wake, or `None` when the command does not exist.
+    pub async fn cancel_command(
+        &self,
+        command_id: &str,
+        instance_ids: &[String],
+        topic: &str,
+        now_ms: i64,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query("UPDATE commands SET cancel_requested = 1 WHERE command_id = $1")
+            .bind(command_id)
+            .execute(&mut *tx.tx)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(None);
+        }
+
+        let open: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT instance_id, detail, released FROM invocations \
+             WHERE command_id = $1 AND detail IN ('Pending', 'InProgress') ORDER BY seq",
+        )
+        .bind(command_id)
+        .fetch_all(&mut *tx.tx)
+        .await?;
+        let mut notify = Vec::new();
+        for (instance_id, _, released) in open {
+            if !instance_ids.is_empty() && !instance_ids.contains(&instance_id) {
+                continue;
+            }
+            let message_id = tagrun_wire::messages::message_id(command_id, &instance_id);
+            let handed_out = released == 1 && messages::was_delivered(&mut tx, &message_id).await?;
+            if handed_out {
+                mark_cancelling(&mut tx, command_id, &instance_id).await?;
+                let target = &message_id;
+                messages::enqueue_cancel(&mut tx, &instance_id, command_id, target, topic, now_ms)
+                    .await?;
+                notify.push(instance_id);
+            } else {
+                messages::mark_done(&mut tx, &message_id).await?;
+                finish(
+                    &mut tx,
+                    command_id,
+                    &instance_id,
+                    Detail::Cancelled,
+                    "",
+                    now_ms,
+                )
+                .await?;
+            }
+        }
+        advance(&mut tx, command_id, topic, now_ms).await?;
+        tx.commit().await?;
+        Ok(Some(notify))
+    }
+
+    /// Times out invocations past their deadlines. Returns the nodes to wake.
+    pub async fn sweep_timeouts(
+        &self,
+        topic: &str,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let due: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT i.command_id, i.instance_id, i.detail FROM invocations i \
+             JOIN commands c ON c.command_id = i.command_id \
+             WHERE i.detail IN ('Pending', 'InProgress', 'Cancelling') \
+             AND ((i.delivered = 0 AND c.delivery_deadline_ms <= $1) OR c.expires_ms <= $1) \
+             LIMIT 500",
+        )
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await?;
+
+        let mut notify = Vec::new();
+        for (command_id, instance_id, detail) in due {
+            let mut tx = self.begin_write().await?;
+            let outcome = if detail == "Cancelling" {
+                Detail::Cancelled
+            } else {
+                Detail::DeliveryTimedOut
+            };
+            let message_id = tagrun_wire::messages::message_id(&command_id, &instance_id);
+            messages::mark_done(&mut tx, &message_id).await?;
+            if finish(&mut tx, &command_id, &instance_id, outcome, "", now_ms).await? {
+                notify.extend(advance(&mut tx, &command_id, topic, now_ms).await?);
+            }
+            tx.commit().await?;
+        }
+        Ok(notify)
+    }
+}
+
+async fn insert_command(
+    tx: &mut WriteTx,
+    command: &NewCommand,
+    counters: &Counters,
+) -> Result<(), sqlx::Error> {
+    let steps = serde_json::to_string(&command.steps).unwrap_or_else(|_| "[]".into());
+    sqlx::query(
+        "INSERT INTO commands (command_id, requested_ms, delivery_deadline_ms, expires_ms, \
+         requester, document_name, document_version, comment, max_concurrency, max_errors, \
+         request_json, payload, steps_json, status, status_details, cancel_requested, \
+         no_targets, target_count, completed_count, error_count, delivery_timed_out_count, \
+         success_count, neutral_count, cancelled_count, in_flight, cancelling, started) VALUES \
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'Pending', 'Pending', 0, \
+         $14, $15, $16, $17, $18, $19, $20, $21, 0, 0, 0)",
+    )
+    .bind(&command.command_id)
+    .bind(command.requested_ms)
+    .bind(command.delivery_deadline_ms)
+    .bind(command.expires_ms)
+    .bind(&command.requester)
+    .bind(&command.document_name)
+    .bind(&command.document_version)
+    .bind(&command.comment)
+    .bind(&command.max_concurrency)
+    .bind(&command.max_errors)
+    .bind(&command.request_json)
+    .bind(&command.payload)
+    .bind(steps)
+    .bind(i64::from(command.no_targets))
+    .bind(count(counters.target_count))
+    .bind(count(counters.completed_count))
+    .bind(count(counters.error_count))
+    .bind(count(counters.delivery_timed_out_count))
+    .bind(count(counters.success_count))
+    .bind(count(counters.neutral_count))
+    .bind(count(counters.cancelled_count))
+    .execute(&mut *tx.tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_invocation(
+    tx: &mut WriteTx,
+    command: &NewCommand,
+    seq: usize,
+    invocation: &NewInvocation,
+) -> Result<(), sqlx::Error> {
+    let end_ms = invocation
+        .detail
+        .is_terminal()
+        .then_some(command.requested_ms);
+    sqlx::query(
+        "INSERT INTO invocations (command_id, instance_id, seq, instance_name, detail, released, \
+         delivered, start_ms, end_ms, trace_output, plugins_json, last_reply_at, updated_ms) \
+         VALUES ($1, $2, $3, $4, $5, 0, 0, NULL, $6, '', '{}', '', $7)",
+    )
+    .bind(&command.command_id)
+    .bind(&invocation.instance_id)
+    .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+    .bind(&invocation.instance_name)
+    .bind(invocation.detail.as_str())
+    .bind(end_ms)
+    .bind(command.requested_ms)
+    .execute(&mut *tx.tx)
+    .await?;
+    Ok(())
+}
+
+/// Records a reply on a running invocation; returns the detail it finished with.
+async fn record_reply(
+    tx: &mut WriteTx,
+    command_id: &str,
+    instance_id: &str,
+    reply: &ReplyPayload,
+    now_ms: i64,
+) -> Result<Option<Detail>, StoreError> {
+    let row: Option<(String, String, String)> = sqlx::query_as(
+        "SELECT detail, plugins_json, last_reply_at FROM invocations \
+         WHERE command_id = $1 AND instance_id = $2",
+    )
+    .bind(command_id)
+    .bind(instance_id)
+    .fetch_optional(&mut *tx.tx)
+    .await?;
+    let Some((detail, plugins_json, last_reply_at)) = row else {
+        return Ok(None);
+    };
+    let current = Detail::parse(&detail).unwrap_or(Detail::InProgress);
+    if current.is_terminal() {
+        // A late or resent reply after the final one: the final one stands.
+        return Ok(None);
+    }
+
+    let mut plugins: BTreeMap<String, PluginResult> =
+        serde_json::from_str(&plugins_json).unwrap_or_default();
+    for (step, status) in reply.runtime_status.iter().flatten() {
+        let newer = plugins
+            .get(step)
+            .is_none_or(|known| !is_final(&known.status));
+        if newer {
+            plugins.insert(step.clone(), PluginResult::from(status));
+        }
+    }
+    let reply_at = &reply.additional_info.date_time;
+    let latest = reply_at.as_str() >= last_reply_at.as_str();
+    let finished = engine::detail_from_document_status(reply.document_status.as_str());
+
+    let plugins_json = serde_json::to_string(&plugins).unwrap_or_else(|_| "{}".into());
+    sqlx::query(
+        "UPDATE invocations SET plugins_json = $1, delivered = 1, \
+         start_ms = COALESCE(start_ms, $2), last_reply_at = $3, updated_ms = $2, \
+         detail = CASE WHEN detail = 'Pending' THEN 'InProgress' ELSE detail END \
+         WHERE command_id = $4 AND instance_id = $5",
+    )
+    .bind(plugins_json)
+    .bind(now_ms)
+    .bind(if latest {
+        reply_at.as_str()
+    } else {
+        last_reply_at.as_str()
+    })
+    .bind(command_id)
+    .bind(instance_id)
+    .execute(&mut *tx.tx)
+    .await?;
+
+    let Some(finished) = finished else {
+        return Ok(None);
+    };
+    let trace = &reply.document_trace_output;
+    finish(tx, command_id, instance_id, finished, trace, now_ms).await?;
+    Ok(Some(finished))
+}
+
+fn is_final(status: &str) -> bool {
+    !matches!(status, "InProgress" | "NotStarted")
+}
+
+/// Moves an open invocation to a terminal `detail` and updates the counters.
+/// Returns `false` when it had already ended.
+async fn finish(
+    tx: &mut WriteTx,
+    command_id: &str,
+    instance_id: &str,
+    detail: Detail,
+    trace: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let row: Option<(String, i64)> = sqlx::query_as(
+        "SELECT detail, released FROM invocations WHERE command_id = $1 AND instance_id = $2",
+    )
+    .bind(command_id)
+    .bind(instance_id)
+    .fetch_optional(&mut *tx.tx)
+    .await?;
+    let Some((previous, released)) = row else {
+        return Ok(false);
+    };
+    let previous = Detail::parse(&previous).unwrap_or(Detail::InProgress);
+    if previous.is_terminal() {
+        return Ok(false);
+    }
+
+    sqlx::query(
+        "UPDATE invocations SET detail = $1, end_ms = $2, updated_ms = $2, \
+         trace_output = CASE WHEN $3 = '' THEN trace_output ELSE $3 END \
+         WHERE command_id = $4 AND instance_id = $5",
+    )
+    .bind(detail.as_str())
+    .bind(now_ms)
+    .bind(trace)
+    .bind(command_id)
+    .bind(instance_id)
+    .execute(&mut *tx.tx)
+    .await?;
+
+    let mut counters = load_counters(tx, command_id).await?;
+    counters.finish(detail, released == 1);
+    if previous == Detail::Cancelling {
+        counters.cancelling = counters.cancelling.saturating_sub(1);
+    }
+    save_counters(tx, command_id, &counters).await?;
+    Ok(true)
+}
+
+async fn mark_cancelling(
+    tx: &mut WriteTx,
+    command_id: &str,
+    instance_id: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE invocations SET detail = 'Cancelling' WHERE command_id = $1 AND instance_id = $2",
+    )
+    .bind(command_id)
+    .bind(instance_id)
+    .execute(&mut *tx.tx)
+    .await?;
+    let mut counters = load_counters(tx, command_id).await?;
+    counters.cancelling += 1;
+    save_counters(tx, command_id, &counters).await
+}
+
+/// Applies the engine's decisions to a command: stop after too many errors, release
+/// what concurrency allows, and store the derived status. Returns the nodes that
+/// received a message.
+async fn advance(
+    tx: &mut WriteTx,
+    command_id: &str,
+    topic: &str,
+    now_ms: i64,
+) -> Result<Vec<String>, StoreError> {
+    let (max_concurrency, max_errors, cancel_requested, no_targets): (String, String, i64, i64) =
+        sqlx::query_as(
+            "SELECT max_concurrency, max_errors, cancel_requested, no_targets FROM commands \
+             WHERE command_id = $1",
+        )
+        .bind(command_id)
+        .fetch_one(&mut *tx.tx)
+        .await?;
+    let concurrency = Limit::parse(&max_concurrency).unwrap_or(Limit::Count(50));
+    let errors = Limit::parse(&max_errors).unwrap_or(Limit::Count(0));
+    let mut counters = load_counters(tx, command_id).await?;
+
+    let mut released = Vec::new();
+    if engine::errors_exceeded(&counters, errors) {
+        terminate_unreleased(tx, command_id, &mut counters, now_ms).await?;
+    } else if cancel_requested == 0 {
+        let room = engine::releasable(&counters, concurrency, errors);
+        released = release(tx, command_id, room, topic, now_ms).await?;
+        counters.in_flight += released.len() as u64;
+    }
+
+    let (status, details) =
+        engine::command_status(&counters, errors, cancel_requested == 1, no_targets == 1);
+    save_counters(tx, command_id, &counters).await?;
+    sqlx::query("UPDATE commands SET status = $1, status_details = $2 WHERE command_id = $3")
+        .bind(status.as_str())
+        .bind(details)
+        .bind(command_id)
+        .execute(&mut *tx.tx)
+        .await?;
+    Ok(released)
+}
+
+/// Releases up to `room` pending invocations, in order, by queueing their messages.
+async fn release(
+    tx: &mut WriteTx,
+    command_id: &str,
+    room: u64,
+    topic: &str,
+    now_ms: i64,
+) -> Result<Vec<String>, StoreError> {
+    if room == 0 {
+        return Ok(Vec::new());
+    }
+    let instances: Vec<(String,)> = sqlx::query_as(
+        "SELECT instance_id FROM invocations WHERE command_id = $1 AND released = 0 \
+         AND detail = 'Pending' ORDER BY seq LIMIT $2",
+    )
+    .bind(command_id)
+    .bind(i64::try_from(room).unwrap_or(i64::MAX))
+    .fetch_all(&mut *tx.tx)
+    .await?;
+
+    for (instance_id,) in &instances {
+        sqlx::query(
+            "UPDATE invocations SET released = 1 WHERE command_id = $1 AND instance_id = $2",
+        )
+        .bind(command_id)
+        .bind(instance_id)
+        .execute(&mut *tx.tx)
+        .await?;
+        messages::enqueue_send(tx, instance_id, command_id, topic, now_ms).await?;
+    }
+    Ok(instances.into_iter().map(|(id,)| id).collect())
+}
+
+/// Ends every invocation not yet released with `Terminated`.
+async fn terminate_unreleased(
+    tx: &mut WriteTx,
+    command_id: &str,
+    counters: &mut Counters,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let terminated = sqlx::query(
+        "UPDATE invocations SET detail = 'Terminated', end_ms = $1, updated_ms = $1 \
+         WHERE command_id = $2 AND released = 0 AND detail = 'Pending'",
+    )
+    .bind(now_ms)
+    .bind(command_id)
+    .execute(&mut *tx.tx)
+    .await?;
+    for _ in 0..terminated.rows_affected() {
+        counters.finish(Detail::Terminated, false);
+    }
+    Ok(())
+}
+
+async fn load_counters(tx: &mut WriteTx, command_id: &str) -> Result<Counters, StoreError> {
+    let row = sqlx::query(
+        "SELECT target_count, completed_count, error_count, delivery_timed_out_count, \
+         success_count, neutral_count, cancelled_count, in_flight, cancelling, started \
+         FROM commands WHERE command_id = $1",
+    )
+    .bind(command_id)
+    .fetch_one(&mut *tx.tx)
+    .await?;
+    counters_from_row(&row)
+}
+
+async fn save_counters(
+    tx: &mut WriteTx,
+    command_id: &str,
+    counters: &Counters,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE commands SET completed_count = $1, error_count = $2, \
+         delivery_timed_out_count = $3, success_count = $4, neutral_count = $5, \
+         cancelled_count = $6, in_flight = $7, cancelling = $8, started = $9 \
+         WHERE command_id = $10",
+    )
+    .bind(count(counters.completed_count))
+    .bind(count(counters.error_count))
+    .bind(count(counters.delivery_timed_out_count))
+    .bind(count(counters.success_count))
+    .bind(count(counters.neutral_count))
+    .bind(count(counters.cancelled_count))
+    .bind(count(counters.in_flight))
+    .bind(count(counters.cancelling))
+    .bind(count(counters.started))
+    .bind(command_id)
+    .execute(&mut *tx.tx)
+    .await?;
+    Ok(())
+}
+
+fn count(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn counter(row: &AnyRow, column: &str) -> Result<u64, StoreError> {
+    let value: i64 = row.try_get(column)?;
+    Ok(u64::try_from(value).unwrap_or_default())
+}
+
+fn counters_from_row(row: &AnyRow) -> Result<Counters, StoreError> {
+    Ok(Counters {
+        target_count: counter(row, "target_count")?,
+        completed_count: counter(row, "completed_count")?,
+        error_count: counter(row, "error_count")?,
+        delivery_timed_out_count: counter(row, "delivery_timed_out_count")?,
+        success_count: counter(row, "success_count")?,
+        neutral_count: counter(row, "neutral_count")?,
+        cancelled_count: counter(row, "cancelled_count")?,
+        in_flight: counter(row, "in_flight")?,
+        cancelling: counter(row, "cancelling")?,
+        started: counter(row, "started")?,
+    })
+}
+
+fn command_from_row(row: &AnyRow) -> Result<CommandRecord, StoreError> {
+    let steps: String = row.try_get("steps_json")?;
+    Ok(CommandRecord {
+        command_id: row.try_get("command_id")?,
+        requested_ms: row.try_get("requested_ms")?,
+        expires_ms: row.try_get("expires_ms")?,
+        document_name: row.try_get("document_name")?,
+        document_version: row.try_get("document_version")?,
+        comment: row.try_get("comment")?,
+        max_concurrency: row.try_get("max_concurrency")?,
+        max_errors: row.try_get("max_errors")?,
+        request_json: row.try_get("request_json")?,
+        steps: serde_json::from_str(&steps).unwrap_or_default(),
+        status: row.try_get("status")?,
+        status_details: row.try_get("status_details")?,
+        counters: counters_from_row(row)?,
+    })
+}
+
+fn invocation_from_row(row: &AnyRow) -> Result<InvocationRecord, StoreError> {
+    let detail: String = row.try_get("detail")?;
+    let plugins: String = row.try_get("plugins_json")?;
+    Ok(InvocationRecord {
+        command_id: row.try_get("command_id")?,
+        instance_id: row.try_get("instance_id")?,
+        instance_name: row.try_get("instance_name")?,
+        detail: Detail::parse(&detail).unwrap_or(Detail::InProgress),
+        start_ms: row.try_get("start_ms")?,
+        end_ms: row.try_get("end_ms")?,
+        trace_output: row.try_get("trace_output")?,
+        plugins: serde_json::from_str(&plugins).unwrap_or_default(),
+    })
+}
