@@ -825,3 +825,136 @@ fn invocation_from_row(row: &AnyRow) -> Result<InvocationRecord, StoreError> {
         plugins: serde_json::from_str(&plugins).unwrap_or_default(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing;
+
+    fn command(ids: &[&str]) -> NewCommand {
+        NewCommand {
+            command_id: "11111111-2222-3333-4444-555555555555".into(),
+            requested_ms: 1_000,
+            delivery_deadline_ms: 31_000,
+            expires_ms: 3_631_000,
+            requester: "arn:aws:iam::123456789012:user/alice".into(),
+            document_name: "AWS-RunShellScript".into(),
+            document_version: "$DEFAULT".into(),
+            comment: String::new(),
+            max_concurrency: "50".into(),
+            max_errors: "0".into(),
+            request_json: "{}".into(),
+            payload: "{}".into(),
+            steps: vec!["aws:runShellScript".into()],
+            no_targets: false,
+            invocations: ids
+                .iter()
+                .map(|id| NewInvocation {
+                    instance_id: (*id).into(),
+                    instance_name: String::new(),
+                    detail: Detail::Pending,
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn undelivered_invocations_time_out_at_the_delivery_deadline() {
+        let (store, _dir) = testing::store().await;
+        let new = command(&["mi-00000000000000001", "mi-00000000000000002"]);
+        store.create_command(&new, "us.east.1.1").await.unwrap();
+        store
+            .claim_messages("mi-00000000000000001", 2_000, 10_000, 10)
+            .await
+            .unwrap();
+        store
+            .acknowledge_message("mi-00000000000000001", &message(&new, 0))
+            .await
+            .unwrap();
+
+        let early = store.sweep_timeouts("us.east.1.1", 30_999).await.unwrap();
+        assert!(early.is_empty());
+        store.sweep_timeouts("us.east.1.1", 31_000).await.unwrap();
+
+        let invocations = store
+            .invocations(Some(&new.command_id), None)
+            .await
+            .unwrap();
+        let details: Vec<Detail> = invocations.iter().map(|i| i.detail).collect();
+        assert_eq!(details, [Detail::InProgress, Detail::DeliveryTimedOut]);
+        let record = store.command(&new.command_id).await.unwrap().unwrap();
+        assert_eq!(record.counters.delivery_timed_out_count, 1);
+        assert_eq!(record.status, "InProgress");
+    }
+
+    #[tokio::test]
+    async fn running_invocations_time_out_when_the_command_expires() {
+        let (store, _dir) = testing::store().await;
+        let new = command(&["mi-00000000000000001"]);
+        store.create_command(&new, "us.east.1.1").await.unwrap();
+        store
+            .claim_messages("mi-00000000000000001", 2_000, 10_000, 10)
+            .await
+            .unwrap();
+        store
+            .acknowledge_message("mi-00000000000000001", &message(&new, 0))
+            .await
+            .unwrap();
+
+        store
+            .sweep_timeouts("us.east.1.1", 3_631_000)
+            .await
+            .unwrap();
+
+        let record = store.command(&new.command_id).await.unwrap().unwrap();
+        assert_eq!(
+            (record.status.as_str(), record.status_details.as_str()),
+            ("TimedOut", "DeliveryTimedOut")
+        );
+        assert!(
+            store
+                .claim_messages("mi-00000000000000001", 9_999_999, 1, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrency_holds_back_invocations_until_others_finish() {
+        let (store, _dir) = testing::store().await;
+        let mut new = command(&["mi-00000000000000001", "mi-00000000000000002"]);
+        new.max_concurrency = "1".into();
+
+        let released = store.create_command(&new, "us.east.1.1").await.unwrap();
+        assert_eq!(released, ["mi-00000000000000001"]);
+        let none = store
+            .claim_messages("mi-00000000000000002", 2_000, 10_000, 10)
+            .await
+            .unwrap();
+        assert!(none.is_empty());
+
+        let failed = store
+            .fail_message(
+                "mi-00000000000000001",
+                &message(&new, 0),
+                "us.east.1.1",
+                3_000,
+            )
+            .await
+            .unwrap();
+
+        // MaxErrors 0: the first failure stops the command, the second node never runs.
+        assert_eq!(failed, Some(Vec::new()));
+        let record = store.command(&new.command_id).await.unwrap().unwrap();
+        assert_eq!(
+            (record.status.as_str(), record.counters.completed_count),
+            ("Failed", 2)
+        );
+    }
+
+    fn message(command: &NewCommand, index: usize) -> String {
+        let instance = &command.invocations[index].instance_id;
+        tagrun_wire::messages::message_id(&command.command_id, instance)
+    }
+}
