@@ -16,7 +16,7 @@ const USAGE_ERROR: u8 = 2;
 
 /// tagrun: AWS Systems Manager Run Command, self-hosted.
 #[derive(Debug, Parser)]
-#[command(name = "tagrun", version, about)]
+#[command(name = "tagrun", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
