@@ -99,28 +99,40 @@ pub(crate) fn fold_char(c: char) -> char {
 /// earlier stars can never succeed where the latest one failed, so this is exact and
 /// runs in O(pattern × text) at worst.
 fn match_tokens(tokens: &[Token], text: &str, fold: bool) -> bool {
-    let mut t = 0;
-    let mut s = 0;
+    let fits = |token: Token, c: char| match token {
+        Token::One => true,
+        Token::Char(p) if fold => p == fold_char(c),
+        Token::Char(p) => p == c,
+        Token::Many => false,
+    };
+    let (mut t, mut s) = (0, 0);
     let mut resume: Option<(usize, usize)> = None;
 
     loop {
-        if step(tokens, text, fold, &mut t, &mut s, &mut resume) {
-            continue;
+        let next = text[s..].chars().next();
+        match (tokens.get(t), next) {
+            (Some(Token::Many), _) => {
+                t += 1;
+                resume = Some((t, s));
+                continue;
+            }
+            (Some(&token), Some(c)) if fits(token, c) => {
+                t += 1;
+                s += c.len_utf8();
+                continue;
+            }
+            (None, None) => return true,
+            _ => {}
         }
-        if t == tokens.len() && s == text.len() {
-            return true;
-        }
-
         let Some((after_star, from)) = resume else {
             return false;
         };
-        let Some(c) = text[from..].chars().next() else {
+        let Some(skipped) = text[from..].chars().next() else {
             return false;
         };
-        let next = from + c.len_utf8();
-        resume = Some((after_star, next));
+        resume = Some((after_star, from + skipped.len_utf8()));
         t = after_star;
-        s = next;
+        s = from + skipped.len_utf8();
     }
 }
 
@@ -160,41 +172,6 @@ fn match_ascii(tokens: &[Token], text: &[u8], fold: bool) -> bool {
             _ => return false,
         }
     }
-}
-
-/// Advances over one token when it matches at the current place; returns false when it
-/// cannot (mismatch or either side exhausted).
-fn step(
-    tokens: &[Token],
-    text: &str,
-    fold: bool,
-    t: &mut usize,
-    s: &mut usize,
-    resume: &mut Option<(usize, usize)>,
-) -> bool {
-    let Some(token) = tokens.get(*t) else {
-        return false;
-    };
-    if *token == Token::Many {
-        *t += 1;
-        *resume = Some((*t, *s));
-        return true;
-    }
-
-    let Some(c) = text[*s..].chars().next() else {
-        return false;
-    };
-    let fits = match token {
-        Token::One => true,
-        Token::Char(p) if fold => *p == fold_char(c),
-        Token::Char(p) => *p == c,
-        Token::Many => false,
-    };
-    if fits {
-        *t += 1;
-        *s += c.len_utf8();
-    }
-    fits
 }
 
 #[cfg(test)]
