@@ -244,7 +244,7 @@ fn parse_statement(
             format!("must be an object, not {}", node.kind.name()),
         ));
     };
-    let members = sort_members(fields, &path, start)?;
+    let members = sort_members(fields, &path)?;
 
     let effect = parse_effect(members.effect, &path, start)?;
     let sid = members.sid.map(|sid| parse_sid(sid, &path)).transpose()?;
@@ -285,11 +285,7 @@ fn after(at: Position) -> Position {
     }
 }
 
-fn sort_members(
-    fields: Vec<(String, Node)>,
-    path: &str,
-    start: Position,
-) -> Result<Members, PolicyError> {
+fn sort_members(fields: Vec<(String, Node)>, path: &str) -> Result<Members, PolicyError> {
     let mut members = Members::default();
     for (key, node) in fields {
         let pair = |except: bool, slot: &mut Option<(bool, Node)>, other: &str| {
@@ -315,7 +311,7 @@ fn sort_members(
                     IDENTITY_ONLY,
                 ));
             }
-            other => return Err(unknown_element(path, other, start)),
+            other => return Err(unknown_element(path, other, node.start)),
         }
     }
     Ok(members)
