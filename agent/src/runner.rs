@@ -214,10 +214,10 @@ impl Runner {
             StepAction::Run { scripts } => scripts,
         };
 
+        // Not saved here: the script's `started` marker is what a restart relies on.
         let now = tagrun_wire::time::iso8601_millis(SystemTime::now());
         record.steps[index].status = ResultStatus::InProgress;
         record.steps[index].started_at.get_or_insert(now);
-        self.save(record).await?;
         info!(step = %step.name, "step started");
 
         let attempt = record.steps[index].attempt;

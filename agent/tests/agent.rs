@@ -332,3 +332,74 @@ async fn a_redelivered_command_is_acknowledged_but_not_run_again() {
     assert_eq!(acks, 2);
     assert_eq!(std::fs::read_to_string(&counter).expect("counter"), "run\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotates_its_key_when_asked_and_signs_with_the_new_one() {
+    let fake = Fake::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let endpoint = tagrun_agent::config::parse_url(&fake.endpoint()).expect("url");
+    let transport =
+        Transport::new(endpoint, "us-east-1", None, Duration::from_secs(10)).expect("transport");
+    tagrun_agent::identity::register_with_key_size(
+        &transport,
+        dir.path(),
+        "0c9c1c8a-1d2c-4b5e-8e1f-123456789abc",
+        "activation-code-0123456789",
+        1024,
+    )
+    .await
+    .expect("registers");
+    let old_key = std::fs::read_to_string(dir.path().join("private-key.pem")).expect("key");
+
+    fake.rotate_key_next(Duration::from_secs(62));
+    let agent = start(&config_text(&fake, dir.path(), ""));
+    fake.wait_for(WAIT, |c| c.operation == "UpdateManagedInstancePublicKey")
+        .await;
+    let token_calls = |fake: &Fake| {
+        let calls = fake.calls();
+        calls
+            .iter()
+            .filter(|c| c.operation == "RequestManagedInstanceRoleToken")
+            .count()
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while token_calls(&fake) < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    agent.stop().await;
+
+    let new_key = std::fs::read_to_string(dir.path().join("private-key.pem")).expect("key");
+    assert_ne!(old_key, new_key);
+    assert!(token_calls(&fake) >= 2, "credentials renewed before expiry");
+    assert_eq!(fake.bad_signatures(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_an_ec2_identity_from_imds_only_when_enabled() {
+    let fake = Fake::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let imds = format!(
+        "[imds]\nenabled = true\naddress = \"{}\"\n",
+        fake.endpoint()
+    );
+    let agent = start(&config_text(&fake, dir.path(), &imds));
+
+    fake.push_command("c-ec2", fake::IMDS_NODE, &["echo ec2"]);
+    let replies = fake
+        .final_replies(&format!("aws.ssm.c-ec2.{}", fake::IMDS_NODE), WAIT)
+        .await;
+    agent.stop().await;
+
+    assert_eq!(replies.last().expect("final")["documentStatus"], "Success");
+    assert_eq!(fake.bad_signatures(), Vec::<String>::new());
+    let disabled = AgentConfig::parse(
+        &config_text(
+            &fake,
+            dir.path(),
+            &format!("[imds]\naddress = \"{}\"\n", fake.endpoint()),
+        ),
+        Path::new("agent.toml"),
+    )
+    .expect("config");
+    assert!(disabled.imds_address.is_none());
+}

@@ -23,10 +23,14 @@ use tokio::time::{Instant, sleep, sleep_until};
 use tracing::{debug, info, warn};
 
 /// The wrapper: `$1` is the exit-code file, the rest is the program and its arguments.
+///
+/// Both files are written with one short `write`, so a reader sees them empty or whole;
+/// an empty file reads as "not yet", and only shell built-ins run, which keeps the cost
+/// of a step to the two `sh` processes.
 const WRAPPER: &str = r#"f=$1; shift
-echo $$ > "$f.pid.tmp" && mv -f "$f.pid.tmp" "${f%exitcode}pid"
+echo $$ > "${f%exitcode}pid"
 "$@"; c=$?
-echo "$c" > "$f.tmp" && mv -f "$f.tmp" "$f"
+echo "$c" > "$f"
 exit "$c""#;
 
 /// How often a re-attached script (not our child) is checked.
@@ -184,9 +188,11 @@ async fn write_script(path: &Path, interpreter: Interpreter, text: &str) -> Resu
         bytes.extend_from_slice(&[0xEF, 0xBB, 0xBF]);
     }
     bytes.extend_from_slice(text.as_bytes());
-    crate::spool::write_atomic(path, &bytes)
+    // Written before the `started` marker, which is what makes a run durable; a script
+    // lost in a crash before the marker simply was never started.
+    tokio::fs::write(path, &bytes)
         .await
-        .map_err(|e| crate::spool::error_chain(&e))?;
+        .map_err(|e| format!("could not write {}: {e}", path.display()))?;
     let permissions = std::fs::Permissions::from_mode(0o700);
     tokio::fs::set_permissions(path, permissions)
         .await

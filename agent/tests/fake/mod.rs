@@ -2,6 +2,9 @@
 //! sends, records the calls, hands out queued messages on GetMessages, registers nodes and
 //! issues role credentials.
 
+// Each test binary that includes this module uses a different part of it.
+#![allow(dead_code)]
+
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -61,6 +64,10 @@ struct State {
     keys: HashMap<String, RsaPublicKey>,
     bad_signatures: Vec<String>,
     registrations: u32,
+    /// Ask the next token caller to rotate its key.
+    rotate_next: bool,
+    /// Lifetime of issued role credentials.
+    token_lifetime: Option<Duration>,
 }
 
 /// The running fake.
@@ -129,6 +136,14 @@ impl Fake {
         self.lock().refuse_replies = refuse;
     }
 
+    /// Asks the node to rotate its key with the next token, and sets the lifetime of the
+    /// role credentials it issues.
+    pub fn rotate_key_next(&self, token_lifetime: Duration) {
+        let mut state = self.lock();
+        state.rotate_next = true;
+        state.token_lifetime = Some(token_lifetime);
+    }
+
     /// Every call so far.
     pub fn calls(&self) -> Vec<Call> {
         self.lock().calls.clone()
@@ -191,6 +206,9 @@ impl Fake {
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
+        if parts.uri.path().starts_with("/latest/") {
+            return imds(parts.method.as_str(), parts.uri.path(), &parts.headers);
+        }
         let header = |name: &str| {
             parts
                 .headers
@@ -237,21 +255,27 @@ impl Fake {
                 json!({"__type": "InternalServerException", "Message": "down"}),
             ),
             "RegisterManagedInstance" => self.register(body),
-            "RequestManagedInstanceRoleToken" => {
-                let expires = SystemTime::now() + Duration::from_secs(3600);
-                let expires = expires
-                    .duration_since(UNIX_EPOCH)
-                    .expect("epoch")
-                    .as_secs_f64();
-                respond(
-                    200,
-                    json!({"AccessKeyId": ROLE_KEY, "SecretAccessKey": ROLE_SECRET,
-                    "SessionToken": ROLE_TOKEN, "TokenExpirationDate": expires,
-                    "UpdateKeyPair": false}),
-                )
-            }
+            "RequestManagedInstanceRoleToken" => self.issue_token(),
+            "UpdateManagedInstancePublicKey" => respond(200, json!({})),
             _ => respond(200, json!({})),
         }
+    }
+
+    fn issue_token(&self) -> Response<Full<Bytes>> {
+        let mut state = self.lock();
+        let lifetime = state.token_lifetime.unwrap_or(Duration::from_secs(3600));
+        let rotate = std::mem::take(&mut state.rotate_next);
+        let expires = SystemTime::now() + lifetime;
+        let expires = expires
+            .duration_since(UNIX_EPOCH)
+            .expect("epoch")
+            .as_secs_f64();
+        respond(
+            200,
+            json!({"AccessKeyId": ROLE_KEY, "SecretAccessKey": ROLE_SECRET,
+                "SessionToken": ROLE_TOKEN, "TokenExpirationDate": expires,
+                "UpdateKeyPair": rotate}),
+        )
     }
 
     async fn get_messages(&self, body: &Value) -> Response<Full<Bytes>> {
@@ -274,10 +298,7 @@ impl Fake {
     }
 
     fn register(&self, body: &Value) -> Response<Full<Bytes>> {
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(body["PublicKey"].as_str().unwrap_or_default())
-            .expect("base64 key");
-        let key = RsaPublicKey::from_public_key_der(&der).expect("SubjectPublicKeyInfo");
+        let key = public_key(&body["PublicKey"]);
         let mut state = self.lock();
         state.registrations += 1;
         let instance_id = format!("mi-{:017x}", 0xabc00 + u64::from(state.registrations));
@@ -327,6 +348,13 @@ impl Fake {
         if operation == "RequestManagedInstanceRoleToken" {
             return self.verify_rsa(&parsed, &request, amz_date);
         }
+        if operation == "UpdateManagedInstancePublicKey" {
+            self.verify_rsa(&parsed, &request, amz_date)?;
+            let body: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+            let key = public_key(&body["NewPublicKey"]);
+            self.lock().keys.insert(parsed.access_key_id.clone(), key);
+            return Ok(());
+        }
         let secret = match parsed.access_key_id.as_str() {
             ACCESS_KEY => SECRET_KEY,
             ROLE_KEY
@@ -369,6 +397,49 @@ impl Fake {
             .map_err(|e| format!("RSA-PSS signature invalid: {e}"))
     }
 }
+
+fn public_key(text: &Value) -> RsaPublicKey {
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(text.as_str().unwrap_or_default())
+        .expect("base64 key");
+    RsaPublicKey::from_public_key_der(&der).expect("SubjectPublicKeyInfo")
+}
+
+/// The instance metadata service (IMDSv2) of an EC2 node named `IMDS_NODE`.
+fn imds(method: &str, path: &str, headers: &hyper::HeaderMap) -> Response<Full<Bytes>> {
+    let text = |status: u16, body: String| {
+        Response::builder()
+            .status(status)
+            .body(Full::new(Bytes::from(body)))
+            .expect("response")
+    };
+    if method == "PUT" && path == "/latest/api/token" {
+        return text(200, IMDS_TOKEN.to_owned());
+    }
+    if headers
+        .get("x-aws-ec2-metadata-token")
+        .is_none_or(|t| t != IMDS_TOKEN)
+    {
+        return text(401, String::new());
+    }
+    let expires = SystemTime::now() + Duration::from_secs(3600);
+    match path {
+        "/latest/meta-data/instance-id" => text(200, IMDS_NODE.to_owned()),
+        "/latest/meta-data/iam/security-credentials/" => text(200, "NodeRole".to_owned()),
+        "/latest/meta-data/iam/security-credentials/NodeRole" => text(
+            200,
+            json!({"Code": "Success", "AccessKeyId": ROLE_KEY, "SecretAccessKey": ROLE_SECRET,
+                "Token": ROLE_TOKEN,
+                "Expiration": tagrun_wire::time::iso8601_millis(expires)})
+            .to_string(),
+        ),
+        _ => text(404, String::new()),
+    }
+}
+
+/// The instance id the fake metadata service reports.
+pub const IMDS_NODE: &str = "i-0a1b2c3d4e5f60718";
+const IMDS_TOKEN: &str = "imds-session-token";
 
 fn respond(status: u16, body: Value) -> Response<Full<Bytes>> {
     Response::builder()
