@@ -1,0 +1,306 @@
+//! The load driver: K keep-alive HTTP/1.1 connections, each sending one freshly signed
+//! request after another until a deadline, with every latency recorded.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use tagrun_wire::sigv4::{Credentials, JSON_CONTENT_TYPE, JsonCall, sign_json_call};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+
+/// One kind of AWS JSON 1.1 call, repeated for the whole run.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// The `X-Amz-Target` value, e.g. `AmazonSSM.DescribeInstanceInformation`.
+    pub target: &'static str,
+    /// The request body, sent unchanged every time.
+    pub body: Bytes,
+    /// Who signs.
+    pub credentials: Credentials,
+    /// The signing region.
+    pub region: String,
+    /// The signing name of the service (`ssm`).
+    pub service: &'static str,
+}
+
+/// How hard and how long to drive the server.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    /// Connections, each with one request in flight at a time.
+    pub connections: usize,
+    /// Time spent sending before measuring starts (connections, caches).
+    pub warmup: Duration,
+    /// The measured time.
+    pub duration: Duration,
+}
+
+/// What a run measured: requests that started inside the measured window.
+#[derive(Debug, Default)]
+pub struct Measurement {
+    /// Latency of each request answered with HTTP 200, in microseconds.
+    pub latencies_us: Vec<u64>,
+    /// Requests answered with another status, or lost to a connection error.
+    pub errors: u64,
+    /// From the start of the measured window to the last answer.
+    pub elapsed: Duration,
+    /// The first failure seen, warm-up included, to explain `errors`.
+    pub first_error: Option<String>,
+}
+
+impl Measurement {
+    fn merge(&mut self, other: Measurement) {
+        self.latencies_us.extend(other.latencies_us);
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
+}
+
+/// Sends `workload` to `address` over `options.connections` connections.
+pub async fn drive(address: SocketAddr, workload: Workload, options: LoadOptions) -> Measurement {
+    let workload = Arc::new(workload);
+    let measure_from = Instant::now() + options.warmup;
+    let window = Window {
+        from: measure_from,
+        until: measure_from + options.duration,
+    };
+
+    let mut connections = JoinSet::new();
+    for _ in 0..options.connections {
+        connections.spawn(connection_loop(address, workload.clone(), window));
+    }
+
+    let mut total = Measurement::default();
+    while let Some(joined) = connections.join_next().await {
+        match joined {
+            Ok(measured) => total.merge(measured),
+            Err(error) => {
+                total.errors += 1;
+                total
+                    .first_error
+                    .get_or_insert(format!("client task failed: {error}"));
+            }
+        }
+    }
+    total.elapsed = measure_from.elapsed();
+    total
+}
+
+/// When requests count: started at or after `from`; none start at or after `until`.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    from: Instant,
+    until: Instant,
+}
+
+/// One connection's loop; reconnects after a connection error.
+async fn connection_loop(
+    address: SocketAddr,
+    workload: Arc<Workload>,
+    window: Window,
+) -> Measurement {
+    let host = address.to_string();
+    let mut measured = Measurement::default();
+    let mut sender = None;
+
+    while Instant::now() < window.until {
+        let started = Instant::now();
+        let outcome = send_one(&mut sender, address, &host, &workload).await;
+        let counts = started >= window.from;
+
+        match outcome {
+            Ok(()) if counts => measured.latencies_us.push(micros(started.elapsed())),
+            Ok(()) => {}
+            Err(error) => {
+                measured.errors += u64::from(counts);
+                measured.first_error.get_or_insert(error);
+            }
+        }
+    }
+    measured
+}
+
+/// Sends one signed request on the connection in `slot`, opening one if it is empty.
+///
+/// A connection that failed is left out of `slot`, so the next call reconnects.
+async fn send_one(
+    slot: &mut Option<SendRequest<Full<Bytes>>>,
+    address: SocketAddr,
+    host: &str,
+    workload: &Workload,
+) -> Result<(), String> {
+    let mut sender = match slot.take() {
+        Some(sender) => sender,
+        None => connect(address).await?,
+    };
+    let request = signed_request(host, workload)?;
+
+    sender
+        .ready()
+        .await
+        .map_err(|e| format!("connection lost: {e}"))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("request failed: {e}"))?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("reading the answer failed: {e}"))?;
+
+    *slot = Some(sender);
+    if status == StatusCode::OK {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&body.to_bytes()).into_owned();
+    Err(format!("HTTP {status}: {text}"))
+}
+
+/// Opens one HTTP/1.1 connection, served by a task of its own.
+async fn connect(address: SocketAddr) -> Result<SendRequest<Full<Bytes>>, String> {
+    let stream = TcpStream::connect(address)
+        .await
+        .map_err(|e| format!("connecting to {address} failed: {e}"))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|e| format!("setting TCP_NODELAY failed: {e}"))?;
+    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("HTTP handshake failed: {e}"))?;
+    tokio::spawn(async move {
+        // The loop sees the failure on its next request, so it needs no report here.
+        connection.await.unwrap_or(());
+    });
+    Ok(sender)
+}
+
+/// The workload's request, signed now, as the AWS SDKs would send it.
+fn signed_request(host: &str, workload: &Workload) -> Result<Request<Full<Bytes>>, String> {
+    let amz_date = tagrun_wire::time::amz_date(SystemTime::now());
+    let call = JsonCall {
+        host,
+        target: workload.target,
+        body: &workload.body,
+        region: &workload.region,
+        service: workload.service,
+        amz_date: &amz_date,
+    };
+
+    let mut builder = Request::post("/")
+        .header("host", host)
+        .header("content-type", JSON_CONTENT_TYPE)
+        .header("x-amz-target", workload.target);
+    for (name, value) in sign_json_call(&workload.credentials, &call) {
+        builder = builder.header(name, value);
+    }
+    builder
+        .body(Full::new(workload.body.clone()))
+        .map_err(|e| format!("building the request failed: {e}"))
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The JSON line a scenario prints.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    /// The scenario's subcommand name.
+    pub scenario: &'static str,
+    /// Requests answered with HTTP 200 in the measured window.
+    pub requests: u64,
+    /// Length of the measured window.
+    pub seconds: f64,
+    /// `requests / seconds`.
+    pub requests_per_second: f64,
+    /// Median latency of the successful requests.
+    pub p50_ms: f64,
+    /// 99th percentile latency of the successful requests.
+    pub p99_ms: f64,
+    /// Requests that failed in the measured window.
+    pub errors: u64,
+    /// Connections used.
+    pub connections: usize,
+}
+
+impl Summary {
+    /// Sums up `measured` for `scenario`.
+    pub fn new(scenario: &'static str, connections: usize, mut measured: Measurement) -> Summary {
+        measured.latencies_us.sort_unstable();
+        let latencies = &measured.latencies_us;
+        let requests = latencies.len() as u64;
+        let seconds = measured.elapsed.as_secs_f64();
+        let rate = if seconds > 0.0 {
+            requests as f64 / seconds
+        } else {
+            0.0
+        };
+
+        Summary {
+            scenario,
+            requests,
+            seconds: round3(seconds),
+            requests_per_second: round3(rate),
+            p50_ms: percentile_ms(latencies, 50),
+            p99_ms: percentile_ms(latencies, 99),
+            errors: measured.errors,
+            connections,
+        }
+    }
+}
+
+/// The nearest-rank `percent` percentile of `sorted_us`, in milliseconds; 0 when empty.
+fn percentile_ms(sorted_us: &[u64], percent: usize) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    let rank = (sorted_us.len() * percent).div_ceil(100).max(1);
+    round3(sorted_us[rank - 1] as f64 / 1000.0)
+}
+
+fn round3(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let sorted: Vec<u64> = (1..=100).map(|ms| ms * 1000).collect();
+
+        assert_eq!(percentile_ms(&sorted, 50), 50.0);
+        assert_eq!(percentile_ms(&sorted, 99), 99.0);
+        assert_eq!(percentile_ms(&[1500], 99), 1.5);
+        assert_eq!(percentile_ms(&[], 50), 0.0);
+    }
+
+    #[test]
+    fn summary_counts_only_successes_as_requests() {
+        let measured = Measurement {
+            latencies_us: vec![3000, 1000, 2000, 4000],
+            errors: 2,
+            elapsed: Duration::from_secs(2),
+            first_error: Some("HTTP 400".into()),
+        };
+
+        let summary = Summary::new("example", 4, measured);
+
+        assert_eq!(summary.requests, 4);
+        assert_eq!(summary.errors, 2);
+        assert_eq!(summary.requests_per_second, 2.0);
+        assert_eq!(summary.p50_ms, 2.0);
+        assert_eq!(summary.p99_ms, 4.0);
+    }
+}
