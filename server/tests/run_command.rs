@@ -1,0 +1,263 @@
+//! Run Command over the real HTTP listener, with the nodes played by a client written
+//! against the messages protocol's own types from `tagrun-wire`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde_json::{Value, json};
+use tagrun_server::auth::managed;
+use tagrun_server::config::{Config, Role, StaticNode, User};
+use tagrun_wire::messages::{GetMessagesRequest, GetMessagesResponse, SendReplyRequest};
+use tagrun_wire::reply::{
+    AdditionalInfo, AgentInfo, PluginRuntimeStatus, ReplyPayload, ResultStatus,
+};
+use tagrun_wire::sigv4::{Credentials, JsonCall, sign_json_call};
+
+use common::{REGION, Reply, TestServer, request};
+
+const NODE: &str = "i-0123456789abcdef0";
+
+fn admin() -> Credentials {
+    Credentials {
+        access_key_id: "AKIAEXAMPLEADMIN0001".into(),
+        secret_access_key: "admin-secret".into(),
+        session_token: None,
+    }
+}
+
+fn node_credentials() -> Credentials {
+    Credentials {
+        access_key_id: "AKIAEXAMPLENODE00001".into(),
+        secret_access_key: "node-secret".into(),
+        session_token: None,
+    }
+}
+
+fn config(dir: &std::path::Path) -> Config {
+    let mut config = common::config(dir);
+    let policy = |name| managed::policy(name).expect("a built-in policy").clone();
+    config.users.push(User {
+        name: "admin".into(),
+        access_key_id: admin().access_key_id,
+        secret_access_key: admin().secret_access_key,
+        policies: vec![policy("AmazonSSMFullAccess")],
+        tags: BTreeMap::new(),
+    });
+    config.roles.push(Role {
+        name: "SSMServiceRole".into(),
+        policies: vec![policy("AmazonSSMManagedInstanceCore")],
+    });
+    config.nodes.push(StaticNode {
+        instance_id: NODE.into(),
+        access_key_id: node_credentials().access_key_id,
+        secret_access_key: node_credentials().secret_access_key,
+        role: "SSMServiceRole".into(),
+        tags: BTreeMap::new(),
+    });
+    config
+}
+
+/// Calls `target` with `body`, signed for `service` with `credentials`.
+async fn call(
+    server: &TestServer,
+    credentials: &Credentials,
+    service: &str,
+    target: &str,
+    body: &Value,
+) -> Reply {
+    let body = body.to_string();
+    let host = server.host();
+    let amz_date = tagrun_wire::time::amz_date(SystemTime::now());
+    let signed = JsonCall {
+        host: &host,
+        target,
+        body: body.as_bytes(),
+        region: REGION,
+        service,
+        amz_date: &amz_date,
+    };
+    let headers = sign_json_call(credentials, &signed);
+    let client = reqwest::Client::new();
+    let url = format!("http://{host}/");
+    let response = request(&client, &url, target, body.as_bytes(), &headers)
+        .send()
+        .await;
+    Reply::read(response.expect("the server answers")).await
+}
+
+async fn ssm(server: &TestServer, operation: &str, body: Value) -> Reply {
+    call(
+        server,
+        &admin(),
+        "ssm",
+        &format!("AmazonSSM.{operation}"),
+        &body,
+    )
+    .await
+}
+
+async fn poll(server: &TestServer) -> GetMessagesResponse {
+    let request = GetMessagesRequest {
+        destination: NODE.into(),
+        messages_request_id: uuid_like(),
+        visibility_timeout_in_seconds: Some(10),
+        next_token: None,
+    };
+    let body = serde_json::to_value(request).expect("a request");
+    let target = "EC2WindowsMessageDeliveryService.GetMessages";
+    let reply = call(server, &node_credentials(), "ec2messages", target, &body).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    serde_json::from_value(reply.body).expect("a GetMessages response")
+}
+
+async fn reply(server: &TestServer, message_id: &str, status: ResultStatus, stdout: &str) -> Reply {
+    let now = tagrun_wire::time::iso8601_millis(SystemTime::now());
+    let step = PluginRuntimeStatus {
+        status,
+        code: 0,
+        name: "aws:runShellScript".into(),
+        output: stdout.into(),
+        start_date_time: now.clone(),
+        end_date_time: now.clone(),
+        output_s3_bucket_name: String::new(),
+        output_s3_key_prefix: String::new(),
+        step_name: String::new(),
+        standard_output: stdout.into(),
+        standard_error: String::new(),
+    };
+    let payload = ReplyPayload {
+        additional_info: AdditionalInfo {
+            agent: AgentInfo::default(),
+            date_time: now,
+            run_id: String::new(),
+            runtime_status_counts: None,
+            able_to_open_mgs_connection: None,
+        },
+        document_status: status,
+        document_trace_output: String::new(),
+        runtime_status: Some(BTreeMap::from([("aws:runShellScript".to_string(), step)])),
+    };
+    let request = SendReplyRequest {
+        message_id: message_id.into(),
+        reply_id: uuid_like(),
+        payload: serde_json::to_string(&payload).expect("a payload"),
+        delivery_options: None,
+    };
+    let body = serde_json::to_value(request).expect("a request");
+    let target = "EC2WindowsMessageDeliveryService.SendReply";
+    call(server, &node_credentials(), "ec2messages", target, &body).await
+}
+
+fn uuid_like() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let hex = format!("{:032x}", nanos);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+async fn invocation(server: &TestServer, command_id: &str) -> Value {
+    let body = json!({ "CommandId": command_id, "InstanceId": NODE });
+    ssm(server, "GetCommandInvocation", body).await.body
+}
+
+#[tokio::test]
+async fn a_held_poll_returns_the_command_as_soon_as_it_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path())).await;
+
+    let (polled, sent) = tokio::join!(poll(&server), async {
+        // The poll is already waiting when the command arrives; it must not wait out
+        // its hold time.
+        tokio::task::yield_now().await;
+        let body = json!({
+            "DocumentName": "AWS-RunShellScript",
+            "InstanceIds": [NODE],
+            "Parameters": { "commands": ["echo hi"] },
+        });
+        ssm(&server, "SendCommand", body).await
+    });
+
+    let command_id = sent.body["Command"]["CommandId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let messages = polled.messages;
+    assert_eq!(messages.len(), 1);
+    let message = &messages[0];
+    assert_eq!(message.message_id, format!("aws.ssm.{command_id}.{NODE}"));
+    assert!(message.is_complete());
+    assert_eq!(
+        message.payload_digest,
+        tagrun_wire::messages::payload_digest(&message.payload)
+    );
+    let payload = tagrun_wire::command::SendCommandPayload::parse(&message.payload).unwrap();
+    assert_eq!(payload.command_id, command_id);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_reboot_keeps_the_invocation_running_until_the_final_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path())).await;
+    let body = json!({
+        "DocumentName": "AWS-RunShellScript",
+        "InstanceIds": [NODE],
+        "Parameters": { "commands": ["exit 194"] },
+    });
+    let command_id = ssm(&server, "SendCommand", body).await.body["Command"]["CommandId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let message_id = poll(&server).await.messages[0].message_id.clone();
+
+    reply(
+        &server,
+        &message_id,
+        ResultStatus::SuccessAndReboot,
+        "rebooting\n",
+    )
+    .await;
+    let during = invocation(&server, &command_id).await;
+    reply(
+        &server,
+        &message_id,
+        ResultStatus::Success,
+        "after the boot\n",
+    )
+    .await;
+    let after = invocation(&server, &command_id).await;
+
+    assert_eq!(during["Status"], "InProgress");
+    assert_eq!(after["Status"], "Success");
+    assert_eq!(after["StandardOutputContent"], "after the boot\n");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_reply_for_an_unknown_message_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path())).await;
+
+    let answer = reply(
+        &server,
+        &format!("aws.ssm.{}.{NODE}", uuid_like()),
+        ResultStatus::Success,
+        "",
+    )
+    .await;
+
+    assert_eq!(answer.status, 400);
+    assert_eq!(answer.error_type(), Some("InvalidMessageIdException"));
+    server.stop().await;
+}
