@@ -151,19 +151,7 @@ async fn reply(server: &TestServer, message_id: &str, status: ResultStatus, stdo
 }
 
 fn uuid_like() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let hex = format!("{:032x}", nanos);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    uuid::Uuid::new_v4().to_string()
 }
 
 async fn invocation(server: &TestServer, command_id: &str) -> Value {
