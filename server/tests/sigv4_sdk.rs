@@ -178,7 +178,6 @@ async fn unknown_access_key_is_unrecognized() {
 }
 
 #[tokio::test]
-#[ignore = "the server still accepts a session token sent with a user's long-term key"]
 async fn session_token_on_a_key_without_one_is_rejected() {
     let (server, _dir) = started().await;
     let mut signer = SdkSigner::new(READER_KEY, READER_SECRET);

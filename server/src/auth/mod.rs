@@ -170,6 +170,13 @@ pub async fn authenticate(
     if facts.rule == SigningRule::NodeKey && crate::ids::is_instance_id(signed.access_key_id()) {
         return authenticate_node_key(store, &signed).await;
     }
+    let long_term = identities.users.contains_key(signed.access_key_id())
+        || identities.static_nodes.contains_key(signed.access_key_id());
+    if long_term && signed.session_token.is_some() {
+        // A session token belongs to temporary credentials; with a long-term key it
+        // names a session that was never issued.
+        return Err(signature::unrecognized_client());
+    }
     if let Some(user) = identities.users.get(signed.access_key_id()) {
         signed.verify_hmac(&user.secret_access_key)?;
         return Ok(Principal::User(user.clone()));
