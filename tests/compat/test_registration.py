@@ -153,3 +153,32 @@ def test_a_signature_by_another_key_is_refused(server):
 
     assert status == 400
     assert error["__type"] == "InvalidSignatureException"
+
+
+def test_key_rotation_and_deregistration(server):
+    ssm = server.client()
+    created = ssm.create_activation(IamRole="SSMServiceRole")
+    node = Node(server)
+    _, _, body = node.register(created["ActivationId"], created["ActivationCode"])
+    node.instance_id = body["InstanceId"]
+    old_key = node.key
+    new_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    der = new_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+    status, _, _ = node.rsa_signed("AmazonSSM.UpdateManagedInstancePublicKey", {
+        "NewPublicKey": base64.b64encode(der).decode(), "NewPublicKeyType": "Rsa"})
+    node.key = new_key
+    fresh, _, _ = node.rsa_signed("AmazonSSM.RequestManagedInstanceRoleToken", {})
+    node.key = old_key
+    stale, _, _ = node.rsa_signed("AmazonSSM.RequestManagedInstanceRoleToken", {})
+
+    assert (status, fresh, stale) == (200, 200, 400)
+    ssm.deregister_managed_instance(InstanceId=node.instance_id)
+    listed = ssm.describe_instance_information(
+        Filters=[{"Key": "InstanceIds", "Values": [node.instance_id]}])
+    assert listed["InstanceInformationList"] == []
+    node.key = new_key
+    gone, _, error = node.rsa_signed("AmazonSSM.RequestManagedInstanceRoleToken", {})
+    assert gone == 400 and error["__type"] == "UnrecognizedClientException"

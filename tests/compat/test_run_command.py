@@ -293,3 +293,43 @@ def test_targets_that_match_nothing(server):
                                Targets=[{"Key": "tag:Nope", "Values": ["x"]}])["Command"]
 
     assert (command["Status"], command["StatusDetails"]) == ("Failed", "NoInstancesInTag")
+
+
+def test_execution_timeout_is_reported_as_timed_out(server):
+    ssm = server.client()
+    command = send(ssm, commands=["sleep 9999"])
+    node = FakeNode(server, WEB)
+
+    node.run(node.poll_one(), status="TimedOut", code=137)
+
+    result = invocation(ssm, command["CommandId"])
+    assert (result["Status"], result["StatusDetails"]) == ("TimedOut", "ExecutionTimedOut")
+    listed = ssm.list_commands(CommandId=command["CommandId"])["Commands"][0]
+    assert (listed["Status"], listed["ErrorCount"]) == ("Failed", 1)
+
+
+def test_list_commands_paginates_newest_first(server):
+    ssm = server.client()
+    sent = [send(ssm, InstanceIds=[DB], Comment=f"page {n}")["CommandId"] for n in range(3)]
+    node = FakeNode(server, DB)
+    for message in node.poll():
+        node.run(message)
+
+    pages = list(ssm.get_paginator("list_commands").paginate(
+        InstanceId=DB, PaginationConfig={"PageSize": 2}))
+
+    ids = [c["CommandId"] for page in pages for c in page["Commands"]]
+    assert ids[:3] == list(reversed(sent))
+    assert all(len(page["Commands"]) <= 2 for page in pages)
+
+
+def test_deleted_messages_are_not_delivered_again(server):
+    ssm = server.client()
+    send(ssm, InstanceIds=[DB])
+    node = FakeNode(server, DB)
+    message = node.poll_one(visibility=1)
+
+    status, _, _ = node.call("DeleteMessage", MessageId=message["MessageId"])
+
+    assert status == 200
+    assert node.poll(visibility=1) == []

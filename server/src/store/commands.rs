@@ -569,7 +569,10 @@ async fn record_reply(
 /// Whether a step status is its last word. A step that asked for a reboot runs again
 /// after the boot, so its result is not final.
 fn is_final(status: &str) -> bool {
-    !matches!(status, "InProgress" | "NotStarted" | "SuccessAndReboot" | "PassedAndReboot")
+    !matches!(
+        status,
+        "InProgress" | "NotStarted" | "SuccessAndReboot" | "PassedAndReboot"
+    )
 }
 
 /// Moves an open invocation to a terminal `detail` and updates the counters.
