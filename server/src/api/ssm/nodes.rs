@@ -549,13 +549,10 @@ impl Information {
     fn new(state: &AppState, node: &Node, now: i64) -> Information {
         let lost_after =
             i64::try_from(state.config.connection_lost_after_secs * 1000).unwrap_or(i64::MAX);
-        let online = node
-            .last_ping_ms
-            .is_some_and(|ping| now - ping <= lost_after);
         let managed = node.resource_type == "ManagedInstance";
         Information {
             instance_id: node.instance_id.clone(),
-            ping_status: if online { "Online" } else { "ConnectionLost" },
+            ping_status: ping_status(node.last_ping_ms, now, lost_after),
             last_ping_date_time: node.last_ping_ms.map(timestamp),
             agent_version: node.facts.agent_version.clone(),
             is_latest_version: true,
@@ -595,6 +592,16 @@ impl Information {
                 .and_then(|tag_key| tags.get(tag_key))
                 .is_some_and(|value| values.contains(value)),
         }
+    }
+}
+
+/// `Online` while the node was heard from within `lost_after_ms`, else
+/// `ConnectionLost`. Every call a node makes counts, long polls included, so a node
+/// whose network returns is `Online` again with its next poll.
+fn ping_status(last_ping_ms: Option<i64>, now: i64, lost_after_ms: i64) -> &'static str {
+    match last_ping_ms {
+        Some(ping) if now - ping <= lost_after_ms => "Online",
+        _ => "ConnectionLost",
     }
 }
 
@@ -680,6 +687,13 @@ mod tests {
         assert!(expiration(Some(0.0), now).is_err());
         let too_late = (now + MAX_ACTIVATION_MS + 1000) as f64 / 1000.0;
         assert!(expiration(Some(too_late), now).is_err());
+    }
+
+    #[test]
+    fn nodes_lose_their_connection_after_missed_pings() {
+        assert_eq!(ping_status(Some(1_000), 600_999, 600_000), "Online");
+        assert_eq!(ping_status(Some(1_000), 601_001, 600_000), "ConnectionLost");
+        assert_eq!(ping_status(None, 0, 600_000), "ConnectionLost");
     }
 
     #[test]
