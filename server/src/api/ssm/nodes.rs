@@ -617,14 +617,11 @@ pub(super) async fn deregister(
     caller: &Caller,
     input: DeregisterInput,
 ) -> Result<Value, ApiError> {
-    let node_arn = arn::node(
-        &state.config.region,
-        &state.config.account_id,
-        &input.instance_id,
-    );
-    caller.authorize(
+    authorize_node(
+        state,
+        caller,
         "ssm:DeregisterManagedInstance",
-        &[Resource::untagged(node_arn)],
+        &input.instance_id,
     )?;
     if !ids::is_managed_instance_id(&input.instance_id)
         || !state.store.deregister_node(&input.instance_id).await?
@@ -647,16 +644,25 @@ pub(super) async fn list_associations(
     caller: &Caller,
     input: ListAssociationsInput,
 ) -> Result<Value, ApiError> {
-    let node_arn = arn::node(
-        &state.config.region,
-        &state.config.account_id,
-        &input.instance_id,
-    );
-    caller.authorize(
+    authorize_node(
+        state,
+        caller,
         "ssm:ListInstanceAssociations",
-        &[Resource::untagged(node_arn)],
+        &input.instance_id,
     )?;
     output(json!({ "Associations": [] }))
+}
+
+/// Authorizes `action` on one node, by its ARN (without its tags: the node
+/// operations here are not tag-conditioned in AWS either).
+fn authorize_node(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    instance_id: &str,
+) -> Result<(), ApiError> {
+    let node_arn = arn::node(&state.config.region, &state.config.account_id, instance_id);
+    caller.authorize(action, &[Resource::untagged(node_arn)])
 }
 
 /// `InvalidInstanceId`, in the API's general wording.
