@@ -54,7 +54,9 @@ fn main() -> ExitCode {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread is plenty for an agent that mostly waits, and keeps its memory small;
+    // file I/O and key generation run on tokio's blocking pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

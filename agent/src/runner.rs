@@ -4,6 +4,9 @@
 //! Step progress is saved in the command's record after every step, and each script's
 //! exit code is kept on disk by its wrapper (see [`process`]), so a restarted agent picks
 //! the command up where it stopped and never runs a script twice.
+//!
+//! Limitation: output goes to the state directory and the replies only; a command's
+//! `OutputS3BucketName` and `CloudWatchOutputEnabled` are ignored.
 
 pub mod process;
 
@@ -373,6 +376,9 @@ impl Runner {
 
 /// Makes the record's step list match the plan; a step that asked for a reboot is reset
 /// so that it runs again, as the reboot has happened.
+///
+/// Limitation: the agent does not check that the node really rebooted; if the agent
+/// restarts before the reboot command takes effect, the step runs again at once.
 fn prepare_steps(record: &mut CommandRecord, plan: &Plan) {
     if record.steps.len() != plan.steps.len() {
         record.steps = plan
