@@ -64,22 +64,32 @@ impl Measurement {
     }
 }
 
-/// Sends `workload` to `address` over `options.connections` connections.
-pub async fn drive(address: SocketAddr, workload: Workload, options: LoadOptions) -> Measurement {
-    let workload = Arc::new(workload);
-    let measure_from = Instant::now() + options.warmup;
-    let window = Window {
-        from: measure_from,
-        until: measure_from + options.duration,
-    };
+impl LoadOptions {
+    /// The measured window of a run that starts sending at `start`.
+    pub fn window(&self, start: Instant) -> Window {
+        let from = start + self.warmup;
+        Window {
+            from,
+            until: from + self.duration,
+        }
+    }
+}
 
-    let mut connections = JoinSet::new();
-    for _ in 0..options.connections {
-        connections.spawn(connection_loop(address, workload.clone(), window));
+/// Sends `workload` to `address` over `connections` connections until the window ends.
+pub async fn drive(
+    address: SocketAddr,
+    workload: Workload,
+    connections: usize,
+    window: Window,
+) -> Measurement {
+    let workload = Arc::new(workload);
+    let mut tasks = JoinSet::new();
+    for _ in 0..connections {
+        tasks.spawn(connection_loop(address, workload.clone(), window));
     }
 
     let mut total = Measurement::default();
-    while let Some(joined) = connections.join_next().await {
+    while let Some(joined) = tasks.join_next().await {
         match joined {
             Ok(measured) => total.merge(measured),
             Err(error) => {
@@ -90,15 +100,17 @@ pub async fn drive(address: SocketAddr, workload: Workload, options: LoadOptions
             }
         }
     }
-    total.elapsed = measure_from.elapsed();
+    total.elapsed = window.from.elapsed();
     total
 }
 
 /// When requests count: started at or after `from`; none start at or after `until`.
 #[derive(Debug, Clone, Copy)]
-struct Window {
-    from: Instant,
-    until: Instant,
+pub struct Window {
+    /// Start of the measured time; requests before it are warm-up.
+    pub from: Instant,
+    /// No request starts at or after this instant.
+    pub until: Instant,
 }
 
 /// One connection's loop; reconnects after a connection error.
@@ -231,11 +243,21 @@ pub struct Summary {
     pub errors: u64,
     /// Connections used.
     pub connections: usize,
+    /// CPU time the server's threads used in the measured window, when known.
+    pub server_cpu_seconds: Option<f64>,
+    /// `server_cpu_seconds` per successful request: the cost that decides how many
+    /// requests one otherwise idle core can serve.
+    pub server_cpu_ms_per_request: Option<f64>,
 }
 
 impl Summary {
-    /// Sums up `measured` for `scenario`.
-    pub fn new(scenario: &'static str, connections: usize, mut measured: Measurement) -> Summary {
+    /// Sums up `measured` for `scenario`, with the server's CPU time when known.
+    pub fn new(
+        scenario: &'static str,
+        connections: usize,
+        mut measured: Measurement,
+        server_cpu: Option<Duration>,
+    ) -> Summary {
         measured.latencies_us.sort_unstable();
         let latencies = &measured.latencies_us;
         let requests = latencies.len() as u64;
@@ -255,6 +277,10 @@ impl Summary {
             p99_ms: percentile_ms(latencies, 99),
             errors: measured.errors,
             connections,
+            server_cpu_seconds: server_cpu.map(|cpu| round3(cpu.as_secs_f64())),
+            server_cpu_ms_per_request: server_cpu
+                .filter(|_| requests > 0)
+                .map(|cpu| round3(cpu.as_secs_f64() * 1000.0 / requests as f64)),
         }
     }
 }
@@ -295,12 +321,13 @@ mod tests {
             first_error: Some("HTTP 400".into()),
         };
 
-        let summary = Summary::new("example", 4, measured);
+        let summary = Summary::new("example", 4, measured, Some(Duration::from_millis(10)));
 
         assert_eq!(summary.requests, 4);
         assert_eq!(summary.errors, 2);
         assert_eq!(summary.requests_per_second, 2.0);
         assert_eq!(summary.p50_ms, 2.0);
         assert_eq!(summary.p99_ms, 4.0);
+        assert_eq!(summary.server_cpu_ms_per_request, Some(2.5));
     }
 }

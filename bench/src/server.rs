@@ -11,6 +11,16 @@ use tokio::sync::oneshot;
 
 use crate::cpu;
 
+/// Name of the server's thread and of the blocking threads its runtime starts.
+pub const SERVER_THREAD_NAME: &str = "bench-server";
+
+/// Whether a thread called `name` works for the server: its own thread, its runtime's
+/// blocking threads, or a SQLite connection thread (the kernel keeps 15 bytes of a
+/// name, so `sqlx-sqlite-worker-N` shows as `sqlx-sqlite-wor`).
+pub fn is_server_thread(name: &str) -> bool {
+    name == SERVER_THREAD_NAME || name.starts_with("sqlx-sqlite-wor")
+}
+
 /// A server serving on its own thread until [`ServerThread::stop`].
 #[derive(Debug)]
 pub struct ServerThread {
@@ -27,7 +37,7 @@ impl ServerThread {
         let (ready, listening) = mpsc::channel();
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
-            .name("server".into())
+            .name(SERVER_THREAD_NAME.into())
             .spawn(move || serve(config, cpu, &ready, stopped))
             .context("starting the server thread")?;
 
@@ -73,6 +83,7 @@ fn serve(
         )));
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
+        .thread_name(SERVER_THREAD_NAME)
         .enable_all()
         .build()
     {

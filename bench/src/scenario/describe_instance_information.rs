@@ -125,5 +125,6 @@ mod tests {
         assert_eq!(outcome.summary.errors, 0, "{:?}", outcome.first_error);
         assert!(outcome.summary.requests > 0);
         assert!(outcome.summary.p50_ms <= outcome.summary.p99_ms);
+        assert!(outcome.summary.server_cpu_seconds.is_some());
     }
 }

@@ -6,14 +6,14 @@
 
 pub mod describe_instance_information;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tagrun_server::config::Config;
 
-use crate::cpu::{self, Placement};
-use crate::load::{self, LoadOptions, Summary, Workload};
-use crate::server::ServerThread;
+use crate::cpu::{self, CpuTimeError, Placement};
+use crate::load::{self, LoadOptions, Summary, Window, Workload};
+use crate::server::{self, ServerThread};
 
 /// Flags every load scenario takes.
 #[derive(Debug, Clone, clap::Args)]
@@ -78,18 +78,45 @@ pub fn run_against_server(
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(placement.client.len().max(1))
+        .thread_name(cpu::CLIENT_THREAD_NAME)
         .enable_all()
         .build()
         .context("building the client runtime")?;
 
-    let measured = runtime.block_on(load::drive(server.address, workload, options));
+    let window = options.window(Instant::now());
+    let (measured, server_cpu) = runtime.block_on(async {
+        let sampler = tokio::spawn(server_cpu_during(window));
+        let measured = load::drive(server.address, workload, options.connections, window).await;
+        (measured, sampler.await)
+    });
     // Closing the client's connections first lets the server drain at once.
     drop(runtime);
     server.stop()?;
 
+    let server_cpu = match server_cpu {
+        Ok(Ok(cpu)) => Some(cpu),
+        Ok(Err(error)) => {
+            eprintln!("tagrun-bench: server CPU time unknown: {error}");
+            None
+        }
+        Err(error) => {
+            eprintln!("tagrun-bench: server CPU time unknown: {error}");
+            None
+        }
+    };
     let first_error = measured.first_error.clone();
+    let summary = Summary::new(scenario, options.connections, measured, server_cpu);
     Ok(Outcome {
-        summary: Summary::new(scenario, options.connections, measured),
+        summary,
         first_error,
     })
+}
+
+/// CPU time the server's threads use between the window's two instants.
+async fn server_cpu_during(window: Window) -> Result<Duration, CpuTimeError> {
+    tokio::time::sleep_until(window.from.into()).await;
+    let before = cpu::thread_cpu_time(server::is_server_thread)?;
+    tokio::time::sleep_until(window.until.into()).await;
+    let after = cpu::thread_cpu_time(server::is_server_thread)?;
+    Ok(after.saturating_sub(before))
 }
