@@ -187,7 +187,8 @@ async fn send_reply(
         return Err(invalid_message_id(&request.message_id));
     }
     if let Some(detail) = outcome.finished {
-        tracing::info!(%instance_id, message_id = %request.message_id, %detail, "invocation finished");
+        let message_id = &request.message_id;
+        tracing::info!(%instance_id, %message_id, %detail, "invocation finished");
     }
     state.wakeups.wake(&outcome.notify);
 
