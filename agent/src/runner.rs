@@ -158,8 +158,11 @@ impl Runner {
                 return Ok(Finish::Done);
             }
         };
-        prepare_steps(&mut record, &plan);
-        self.save(&record).await?;
+        // A fresh step list needs no save (the plan gives it again); a reset after a
+        // reboot does, so that the new attempt is not counted twice.
+        if prepare_steps(&mut record, &plan) {
+            self.save(&record).await?;
+        }
 
         let mut stopped = false;
         for (index, step) in plan.steps.iter().enumerate() {
@@ -379,7 +382,9 @@ impl Runner {
 ///
 /// Limitation: the agent does not check that the node really rebooted; if the agent
 /// restarts before the reboot command takes effect, the step runs again at once.
-fn prepare_steps(record: &mut CommandRecord, plan: &Plan) {
+///
+/// Returns whether a step was reset after a reboot.
+fn prepare_steps(record: &mut CommandRecord, plan: &Plan) -> bool {
     if record.steps.len() != plan.steps.len() {
         record.steps = plan
             .steps
@@ -387,15 +392,16 @@ fn prepare_steps(record: &mut CommandRecord, plan: &Plan) {
             .map(|s| StepRecord::new(&s.name))
             .collect();
     }
-    for step in &mut record.steps {
-        if step.reboot_requested {
-            step.reboot_requested = false;
-            step.status = ResultStatus::NotStarted;
-            step.result = None;
-            step.started_at = None;
-            step.attempt += 1;
-        }
+    let mut reset = false;
+    for step in record.steps.iter_mut().filter(|s| s.reboot_requested) {
+        step.reboot_requested = false;
+        step.status = ResultStatus::NotStarted;
+        step.result = None;
+        step.started_at = None;
+        step.attempt += 1;
+        reset = true;
     }
+    reset
 }
 
 /// Whether a step's inputs stop the document after it ended with `status`.
