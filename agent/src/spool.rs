@@ -19,7 +19,6 @@ use serde::{Deserialize, Serialize};
 use tagrun_wire::messages::SendReplyRequest;
 use tagrun_wire::reply::{PluginRuntimeStatus, ResultStatus};
 use tokio::fs;
-use tokio::io::AsyncWriteExt;
 use tracing::warn;
 
 /// Finished-command markers older than this are removed at start.
@@ -293,27 +292,41 @@ impl Spool {
 /// Writes `bytes` to `path` whole: temporary file, fsync, rename, directory fsync.
 /// The file gets mode 0600.
 pub async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
+    let (path, bytes) = (path.to_owned(), bytes.to_vec());
+    // One trip to the blocking pool for the whole sequence rather than one per call.
+    let written = tokio::task::spawn_blocking(move || write_atomic_blocking(&path, &bytes)).await;
+    written.unwrap_or_else(|join| {
+        let source = std::io::Error::other(join.to_string());
+        Err(SpoolError::Io {
+            action: "write",
+            path: PathBuf::new(),
+            source,
+        })
+    })
+}
+
+fn write_atomic_blocking(path: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
     let temp = dir.join(format!(".{name}.tmp"));
 
-    let mut file = fs::OpenOptions::new()
+    let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(&temp)
-        .await
         .map_err(io("create", &temp))?;
-    file.write_all(bytes).await.map_err(io("write", &temp))?;
-    file.sync_all().await.map_err(io("sync", &temp))?;
+    file.write_all(bytes).map_err(io("write", &temp))?;
+    file.sync_all().map_err(io("sync", &temp))?;
     drop(file);
 
-    fs::rename(&temp, path)
-        .await
-        .map_err(io("rename into place", path))?;
-    let dir_handle = fs::File::open(dir).await.map_err(io("open", dir))?;
-    dir_handle.sync_all().await.map_err(io("sync", dir))
+    std::fs::rename(&temp, path).map_err(io("rename into place", path))?;
+    let dir_handle = std::fs::File::open(dir).map_err(io("open", dir))?;
+    dir_handle.sync_all().map_err(io("sync", dir))
 }
 
 /// Restricts a directory to its owner.

@@ -33,6 +33,9 @@ echo $$ > "${f%exitcode}pid"
 echo "$c" > "$f"
 exit "$c""#;
 
+/// The shell, by absolute path so that no `PATH` search runs per step.
+const SH: &str = "/bin/sh";
+
 /// How often a re-attached script (not our child) is checked.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -128,7 +131,7 @@ async fn start(spec: &ScriptSpec) -> Result<Child, String> {
 
     let stdout = open_output(&spec.dir.join("stdout"))?;
     let stderr = open_output(&spec.dir.join("stderr"))?;
-    let mut command = Command::new("sh");
+    let mut command = Command::new(SH);
     command
         .arg("-c")
         .arg(WRAPPER)
@@ -155,7 +158,7 @@ async fn start(spec: &ScriptSpec) -> Result<Child, String> {
 
 fn interpreter_command(spec: &ScriptSpec) -> Result<(PathBuf, Vec<&'static str>, &str), String> {
     match spec.interpreter {
-        Interpreter::Sh => Ok((PathBuf::from("sh"), Vec::new(), "_script.sh")),
+        Interpreter::Sh => Ok((PathBuf::from(SH), Vec::new(), "_script.sh")),
         Interpreter::PowerShell => {
             let pwsh = find_powershell().ok_or_else(|| {
                 "PowerShell is not installed on this node: aws:runPowerShellScript needs pwsh \
