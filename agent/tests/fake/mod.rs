@@ -151,7 +151,9 @@ impl Fake {
 
     /// The SendReply payloads for a message id, in arrival order.
     pub fn replies_for(&self, message_id: &str) -> Vec<Value> {
-        self.calls()
+        // Scanned under the lock rather than cloned: the benchmark calls this in a loop.
+        self.lock()
+            .calls
             .iter()
             .filter(|c| c.operation == "SendReply" && c.body["MessageId"] == message_id)
             .map(Call::reply)
