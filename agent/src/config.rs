@@ -160,7 +160,29 @@ fn default_request_timeout() -> u64 {
     20
 }
 
+fn default_reboot_command() -> Vec<String> {
+    ["/sbin/shutdown", "-r", "+1"].map(str::to_owned).to_vec()
+}
+
 impl AgentConfig {
+    /// A config with every optional setting at its default, for embedding the agent.
+    pub fn new(endpoint: Url, region: &str, state_dir: PathBuf) -> Self {
+        Self {
+            endpoint,
+            region: region.to_owned(),
+            state_dir,
+            tags: BTreeMap::new(),
+            health_interval: Duration::from_secs(default_health_interval()),
+            command_workers: default_workers(),
+            credentials: None,
+            imds_address: None,
+            ca_bundle: None,
+            reboot_command: default_reboot_command(),
+            kill_grace: Duration::from_secs(default_kill_grace()),
+            request_timeout: Duration::from_secs(default_request_timeout()),
+        }
+    }
+
     /// Reads and validates the config file at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -211,7 +233,7 @@ impl AgentConfig {
                 return Err(bad("reboot_command", "must name a program".to_owned()));
             }
             Some(command) => command,
-            None => ["/sbin/shutdown", "-r", "+1"].map(str::to_owned).to_vec(),
+            None => default_reboot_command(),
         };
 
         Ok(Self {
@@ -292,6 +314,20 @@ mod tests {
         assert_eq!(identity.instance_id, "i-0123456789abcdef0");
         assert!(!format!("{identity:?}").contains("node-secret"));
         assert_eq!(config.imds_address, None);
+    }
+
+    #[test]
+    fn a_built_config_matches_a_parsed_one() {
+        let parsed = parse("endpoint = \"http://127.0.0.1:7733\"\nregion = \"us-east-1\"")
+            .expect("valid config");
+
+        let built = AgentConfig::new(
+            parsed.endpoint.clone(),
+            "us-east-1",
+            parsed.state_dir.clone(),
+        );
+
+        assert_eq!(format!("{built:?}"), format!("{parsed:?}"));
     }
 
     #[test]

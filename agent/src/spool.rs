@@ -10,6 +10,8 @@
 //! replies/<seq>-<ReplyId>.json    SendReply requests waiting for the server, in order
 //! output/<CommandId>/<n>-<step>/  _script.sh, stdout, stderr, exitcode of each step
 //! ```
+//!
+//! A finished command's done marker and output are kept for 14 days.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +23,7 @@ use tagrun_wire::reply::{PluginRuntimeStatus, ResultStatus};
 use tokio::fs;
 use tracing::warn;
 
-/// Finished-command markers older than this are removed at start.
+/// Finished-command markers and outputs older than this are removed at start.
 const DONE_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
 
 /// Why the spool could not read or write its files.
@@ -272,6 +274,8 @@ impl Spool {
         list_files(&self.root.join("replies"), ".json").await
     }
 
+    /// Removes done markers, and the outputs of finished commands, older than the
+    /// retention time.
     async fn prune_done(&self) {
         let dir = self.root.join("done");
         let Ok(mut entries) = fs::read_dir(&dir).await else {
@@ -280,9 +284,17 @@ impl Spool {
         let cutoff = SystemTime::now() - DONE_RETENTION;
         while let Ok(Some(entry)) = entries.next_entry().await {
             let modified = entry.metadata().await.and_then(|m| m.modified());
-            if modified.is_ok_and(|at| at < cutoff)
-                && let Err(error) = fs::remove_file(entry.path()).await
+            if !modified.is_ok_and(|at| at < cutoff) {
+                continue;
+            }
+            let output = self.root.join("output").join(entry.file_name());
+            if let Err(error) = fs::remove_dir_all(&output).await
+                && error.kind() != std::io::ErrorKind::NotFound
             {
+                warn!(%error, path = %output.display(), "could not prune command output");
+                continue;
+            }
+            if let Err(error) = fs::remove_file(entry.path()).await {
                 warn!(%error, path = %entry.path().display(), "could not prune done marker");
             }
         }
@@ -507,6 +519,32 @@ mod tests {
         }
 
         assert_eq!(order, ["zzz", "aaa", "mmm"]);
+    }
+
+    #[tokio::test]
+    async fn old_done_markers_and_their_outputs_are_pruned_at_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path()).await.expect("open");
+        spool.mark_done("old").await.expect("mark");
+        spool.mark_done("new").await.expect("mark");
+        spool.step_dir("old", 0, "step").await.expect("dir");
+        spool.step_dir("new", 0, "step").await.expect("dir");
+        let long_ago = SystemTime::now() - DONE_RETENTION - Duration::from_secs(60);
+        let marker = std::fs::File::options()
+            .write(true)
+            .open(dir.path().join("done/old"));
+        marker
+            .expect("marker")
+            .set_modified(long_ago)
+            .expect("backdate");
+
+        drop(spool);
+        let spool = Spool::open(dir.path()).await.expect("reopen");
+
+        assert!(!spool.is_done("old").await);
+        assert!(!dir.path().join("output/old").exists());
+        assert!(spool.is_done("new").await);
+        assert!(dir.path().join("output/new").exists());
     }
 
     #[test]
