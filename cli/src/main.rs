@@ -5,6 +5,7 @@
 
 mod context_entries;
 mod simulate;
+mod up;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -29,6 +30,9 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Run the server on embedded defaults and one local agent, send a first
+    /// command, print how to use it with the aws CLI, and serve until Ctrl-C.
+    Up(up::UpArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -45,6 +49,10 @@ fn main() -> ExitCode {
         Command::Policy {
             command: PolicyCommand::Simulate(args),
         } => simulate::run(&args),
+        Command::Up(args) => {
+            init_logging();
+            up::run(&args)
+        }
     };
 
     match output.and_then(|text| write_stdout(&text)) {
@@ -58,7 +66,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs of the embedded server and agent go to stderr; warnings only unless
+/// `RUST_LOG` asks for more, so the summary stays readable.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .init();
+}
+
 fn write_stdout(text: &str) -> anyhow::Result<()> {
+    if text.is_empty() {
+        return Ok(());
+    }
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{text}")?;
     stdout.flush()?;
