@@ -162,17 +162,21 @@ async fn replies_wait_on_disk_while_the_server_refuses_them_and_arrive_in_order(
     fake.push_command("c-outage", NODE, &["echo one", "echo two"]);
     fake.wait_for(WAIT, |c| c.operation == "AcknowledgeMessage")
         .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let queued = std::fs::read_dir(dir.path().join("replies"))
-        .expect("replies")
-        .count();
+    // Receipt, step and final reply all wait on disk while the server refuses them.
+    let replies_dir = dir.path().join("replies");
+    let count = || std::fs::read_dir(&replies_dir).expect("replies").count();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while count() < 3 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let queued = count();
     fake.refuse_replies(false);
     let replies = fake
         .final_replies(&format!("aws.ssm.c-outage.{NODE}"), WAIT)
         .await;
     agent.stop().await;
 
-    assert!(queued >= 2, "replies were kept on disk ({queued})");
+    assert_eq!(queued, 3, "replies were kept on disk");
     let statuses: Vec<&Value> = replies.iter().map(|r| &r["documentStatus"]).collect();
     assert_eq!(statuses.last().copied(), Some(&json!("Success")));
     let times: Vec<&str> = replies
