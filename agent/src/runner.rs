@@ -426,6 +426,10 @@ fn not_run(status: ResultStatus, reason: &str) -> StepOutcome {
 }
 
 /// Maps how a script ended to the step status, code and effect on later steps.
+///
+/// Unlike AWS's agent, a script that exits 137 by itself (for example when the kernel's
+/// OOM killer ends it) is reported `Failed`, not `TimedOut`: only a stop by the agent is
+/// a time-out.
 fn classify(end: &ScriptEnd) -> (ResultStatus, i32, Stop) {
     match end {
         ScriptEnd::Exited(0) => (ResultStatus::Success, 0, Stop::No),
