@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The packaged agent under systemd in a container: boots the cached Debian bookworm
+# folder with `systemd-nspawn -b` (a persistent overlay, so a reboot keeps state), and
+# checks that the .deb installs and enables the unit, systemd runs the agent as the unit
+# says, the node registers with a tagrun-server reachable only inside a private network
+# namespace, a command sent with the aws CLI runs, a package upgrade restarts the agent
+# without killing a running step, and a document whose first step exits 194 reboots the
+# container and finishes its second step after the boot.
+#
+# Needs root, systemd-container, debootstrap (first run), the packages from
+# packaging/build.sh and the aws CLI in .venv. Limitation: the container shares the
+# host's kernel, so kernel-level behaviour is left to qemu.sh.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+need systemd-nspawn script ip mount
+started=$SECONDS
+
+"$vm_lib_dir/image.sh"
+deb="$(ls "$packages_dir"/tagrun-agent_*_amd64.deb 2>/dev/null | head -n 1)"
+[ -f "$deb" ] || die "no tagrun-agent .deb in $packages_dir: run packaging/build.sh"
+
+scratch="$(mktemp -d /tmp/tagrun-nspawn.XXXXXX)"
+netns="tagrun-nspawn-$$"
+machine_pid=""
+cgroup="/sys/fs/cgroup$(cut -d: -f3 </proc/self/cgroup | tail -n 1)"
+cleanup() {
+    if [ -n "$machine_pid" ]; then
+        kill -TERM "$machine_pid" 2>/dev/null || true
+        wait "$machine_pid" 2>/dev/null || true
+    fi
+    stop_server
+    umount "$scratch/merged" 2>/dev/null || true
+    ip netns del "$netns" 2>/dev/null || true
+    rmdir "$cgroup/payload" "$cgroup/supervisor" 2>/dev/null || true
+    rm -rf "$scratch"
+}
+trap cleanup EXIT
+
+# The server lives in a network namespace of its own; the container joins it, so the
+# agent reaches the server and nothing else.
+ip netns add "$netns"
+ip -n "$netns" link set lo up
+ip -n "$netns" addr add 10.0.2.100/32 dev lo
+in_server_net=(ip netns exec "$netns")
+start_server "$scratch/server" 10.0.2.100:0
+tag="nspawn-$$"
+create_activation "Key=Test,Value=$tag"
+
+mkdir -p "$scratch/payload" "$scratch/upper" "$scratch/work" "$scratch/merged"
+cp "$deb" "$scratch/payload/tagrun-agent.deb"
+cp "$vm_lib_dir/guest.sh" "$scratch/payload/guest.sh"
+cat >"$scratch/payload/settings.env" <<ENV
+ENDPOINT=$server_url
+ACTIVATION_ID=$activation_id
+ACTIVATION_CODE=$activation_code
+TEST_TAG=$tag
+ENV
+mount -t overlay overlay \
+    -o "lowerdir=$vm_dir/rootfs,upperdir=$scratch/upper,workdir=$scratch/work" "$scratch/merged"
+
+# Boots the container again whenever it asks for a reboot (nspawn exits with 133).
+boot_loop() {
+    local status
+    while true; do
+        status=0
+        script -qfec "systemd-nspawn -b -D $scratch/merged --register=no --keep-unit \
+            --network-namespace-path=/run/netns/$netns \
+            --bind-ro=$scratch/payload:/mnt/tagrun-payload" /dev/null \
+            >>"$scratch/console.log" 2>&1 </dev/null || status=$?
+        [ "$status" -eq 133 ] || return "$status"
+        echo "container rebooted" >>"$scratch/console.log"
+    done
+}
+boot_loop &
+machine_pid=$!
+
+instance="$(wait_online_by_tag Test "$tag" 60)"
+booted=$((SECONDS - started))
+log "node $instance online, $booted s after start"
+grep -q "TAGRUN: enabled enabled" "$scratch/console.log" || die "the package did not enable the unit"
+grep -q "TAGRUN: unconfigured inactive" "$scratch/console.log" ||
+    die "the unconfigured unit was not skipped: $(grep TAGRUN: "$scratch/console.log")"
+
+check_service "$instance"
+check_upgrade_keeps_steps "$instance"
+check_reboot_document "$instance" "TagrunRebootTest" 120
+grep -q "container rebooted" "$scratch/console.log" || die "the container never rebooted"
+grep -q "TAGRUN: boot .* agent active" "$scratch/console.log" ||
+    die "systemd did not start the agent at boot"
+
+log "nspawn test passed in $((SECONDS - started)) s"
