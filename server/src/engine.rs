@@ -14,6 +14,8 @@ pub enum Detail {
     Pending,
     /// Sent, or received and running.
     InProgress,
+    /// Handed to the node, which did not acknowledge it in time; it is offered again.
+    Delayed,
     /// Finished with exit code 0.
     Success,
     /// Not delivered before the delivery timeout.
@@ -43,6 +45,8 @@ pub enum Status {
     Pending,
     /// Under way.
     InProgress,
+    /// Offered to the node again after it did not acknowledge (invocations only).
+    Delayed,
     /// Finished successfully.
     Success,
     /// Cancelled.
@@ -61,6 +65,7 @@ impl Detail {
         match self {
             Detail::Pending => "Pending",
             Detail::InProgress => "InProgress",
+            Detail::Delayed => "Delayed",
             Detail::Success => "Success",
             Detail::DeliveryTimedOut => "DeliveryTimedOut",
             Detail::ExecutionTimedOut => "ExecutionTimedOut",
@@ -84,6 +89,7 @@ impl Detail {
         match self {
             Detail::Pending => Status::Pending,
             Detail::InProgress => Status::InProgress,
+            Detail::Delayed => Status::Delayed,
             Detail::Success => Status::Success,
             Detail::DeliveryTimedOut | Detail::ExecutionTimedOut => Status::TimedOut,
             Detail::Failed
@@ -117,9 +123,10 @@ impl Detail {
     }
 }
 
-const ALL_DETAILS: [Detail; 12] = [
+const ALL_DETAILS: [Detail; 13] = [
     Detail::Pending,
     Detail::InProgress,
+    Detail::Delayed,
     Detail::Success,
     Detail::DeliveryTimedOut,
     Detail::ExecutionTimedOut,
@@ -138,6 +145,7 @@ impl Status {
         match self {
             Status::Pending => "Pending",
             Status::InProgress => "InProgress",
+            Status::Delayed => "Delayed",
             Status::Success => "Success",
             Status::Cancelled => "Cancelled",
             Status::Failed => "Failed",

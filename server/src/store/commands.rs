@@ -360,7 +360,8 @@ impl Store {
 
         let open: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT instance_id, detail, released FROM invocations \
-             WHERE command_id = $1 AND detail IN ('Pending', 'InProgress') ORDER BY seq",
+             WHERE command_id = $1 AND detail IN ('Pending', 'InProgress', 'Delayed') \
+             ORDER BY seq",
         )
         .bind(command_id)
         .fetch_all(&mut *tx.tx)
@@ -396,16 +397,19 @@ impl Store {
         Ok(Some(notify))
     }
 
-    /// Times out invocations past their deadlines. Returns the nodes to wake.
+    /// Times out invocations past their deadlines, and marks `Delayed` those whose
+    /// node let the visibility timeout pass without acknowledging. Returns the nodes
+    /// to wake.
     pub async fn sweep_timeouts(
         &self,
         topic: &str,
         now_ms: i64,
     ) -> Result<Vec<String>, StoreError> {
+        self.mark_delayed(now_ms).await?;
         let due: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT i.command_id, i.instance_id, i.detail FROM invocations i \
              JOIN commands c ON c.command_id = i.command_id \
-             WHERE i.detail IN ('Pending', 'InProgress', 'Cancelling') \
+             WHERE i.detail IN ('Pending', 'InProgress', 'Delayed', 'Cancelling') \
              AND ((i.delivered = 0 AND c.delivery_deadline_ms <= $1) OR c.expires_ms <= $1) \
              LIMIT 500",
         )
@@ -429,6 +433,27 @@ impl Store {
             tx.commit().await?;
         }
         Ok(notify)
+    }
+}
+
+impl Store {
+    /// An invocation handed to its node but neither acknowledged nor answered within
+    /// the visibility timeout is `Delayed` until the node takes it up again.
+    async fn mark_delayed(&self, now_ms: i64) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE invocations SET detail = 'Delayed', updated_ms = $1 \
+             WHERE detail = 'InProgress' AND delivered = 0 AND EXISTS \
+             (SELECT 1 FROM messages m WHERE m.command_id = invocations.command_id \
+             AND m.instance_id = invocations.instance_id AND m.payload IS NULL \
+             AND m.done = 0 AND m.acknowledged = 0 AND m.deliveries > 0 \
+             AND m.visible_ms <= $1)",
+        )
+        .bind(now_ms)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 }
 
@@ -543,7 +568,7 @@ async fn record_reply(
     sqlx::query(
         "UPDATE invocations SET plugins_json = $1, delivered = 1, \
          start_ms = COALESCE(start_ms, $2), last_reply_at = $3, updated_ms = $2, \
-         detail = CASE WHEN detail = 'Pending' THEN 'InProgress' ELSE detail END \
+         detail = CASE WHEN detail IN ('Pending', 'Delayed') THEN 'InProgress' ELSE detail END \
          WHERE command_id = $4 AND instance_id = $5",
     )
     .bind(plugins_json)
@@ -956,6 +981,36 @@ mod tests {
             (record.status.as_str(), record.counters.completed_count),
             ("Failed", 2)
         );
+    }
+
+    #[tokio::test]
+    async fn an_unacknowledged_message_delays_its_invocation_until_taken_up() {
+        let (store, _dir) = testing::store().await;
+        let new = command(&["mi-00000000000000001"]);
+        store.create_command(&new, "us.east.1.1").await.unwrap();
+        store
+            .claim_messages("mi-00000000000000001", 2_000, 10_000, 10)
+            .await
+            .unwrap();
+
+        store.sweep_timeouts("us.east.1.1", 12_000).await.unwrap();
+        let delayed = store
+            .invocations(Some(&new.command_id), None)
+            .await
+            .unwrap();
+        store
+            .claim_messages("mi-00000000000000001", 12_500, 10_000, 10)
+            .await
+            .unwrap();
+        let again = store
+            .invocations(Some(&new.command_id), None)
+            .await
+            .unwrap();
+
+        assert_eq!(delayed[0].detail, Detail::Delayed);
+        assert_eq!(again[0].detail, Detail::InProgress);
+        let record = store.command(&new.command_id).await.unwrap().unwrap();
+        assert_eq!(record.counters.started, 1);
     }
 
     fn message(command: &NewCommand, index: usize) -> String {

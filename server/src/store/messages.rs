@@ -119,7 +119,9 @@ impl Store {
             .await?;
         if !message.is_cancel {
             sqlx::query(
-                "UPDATE invocations SET delivered = 1 WHERE command_id = $1 AND instance_id = $2",
+                "UPDATE invocations SET delivered = 1, \
+                 detail = CASE WHEN detail = 'Delayed' THEN 'InProgress' ELSE detail END \
+                 WHERE command_id = $1 AND instance_id = $2",
             )
             .bind(&message.command_id)
             .bind(instance_id)
@@ -287,5 +289,15 @@ async fn start_invocation(
         .execute(&mut *tx.tx)
         .await?;
     }
+    // A redelivery takes a Delayed invocation up again.
+    sqlx::query(
+        "UPDATE invocations SET detail = 'InProgress', updated_ms = $1 \
+         WHERE command_id = $2 AND instance_id = $3 AND detail = 'Delayed'",
+    )
+    .bind(now_ms)
+    .bind(command_id)
+    .bind(instance_id)
+    .execute(&mut *tx.tx)
+    .await?;
     Ok(())
 }
