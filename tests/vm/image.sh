@@ -9,19 +9,25 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
+# Two stages, each redone only when what it depends on changed: the debootstrap folder
+# (slow, keyed on the package list) and the configuration plus disk image (seconds).
+packages=systemd,systemd-sysv,udev,dbus,procps,kmod,linux-image-cloud-amd64
 stamp="$vm_dir/image.stamp"
 want="$(sha256sum "$vm_lib_dir/image.sh" | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -f "$vm_dir/rootfs.img" ]; then
     exit 0
 fi
-need debootstrap mke2fs
 mkdir -p "$vm_dir/debs"
-rm -rf "$vm_dir/rootfs" "$vm_dir/rootfs.img" "$stamp"
-
-log "debootstrap bookworm (packages cached in $vm_dir/debs)"
-debootstrap --variant=minbase --cache-dir="$vm_dir/debs" \
-    --include=systemd,systemd-sysv,udev,dbus,procps,kmod,linux-image-cloud-amd64 \
-    bookworm "$vm_dir/rootfs" http://deb.debian.org/debian >"$vm_dir/debootstrap.log"
+rm -f "$vm_dir/rootfs.img" "$stamp"
+if [ "$(cat "$vm_dir/rootfs.stamp" 2>/dev/null)" != "$packages" ]; then
+    need debootstrap
+    rm -rf "$vm_dir/rootfs" "$vm_dir/rootfs.stamp"
+    log "debootstrap bookworm (packages cached in $vm_dir/debs)"
+    debootstrap --variant=minbase --cache-dir="$vm_dir/debs" --include="$packages" \
+        bookworm "$vm_dir/rootfs" http://deb.debian.org/debian >"$vm_dir/debootstrap.log"
+    echo "$packages" >"$vm_dir/rootfs.stamp"
+fi
+need mke2fs
 
 root="$vm_dir/rootfs"
 echo tagrun-vm >"$root/etc/hostname"

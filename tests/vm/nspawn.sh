@@ -22,16 +22,19 @@ deb="$(ls "$packages_dir"/tagrun-agent_*_amd64.deb 2>/dev/null | head -n 1)"
 scratch="$(mktemp -d /tmp/tagrun-nspawn.XXXXXX)"
 netns="tagrun-nspawn-$$"
 machine_pid=""
-cgroup="/sys/fs/cgroup$(cut -d: -f3 </proc/self/cgroup | tail -n 1)"
 cleanup() {
     if [ -n "$machine_pid" ]; then
-        kill -TERM "$machine_pid" 2>/dev/null || true
-        wait "$machine_pid" 2>/dev/null || true
+        stop_machine
     fi
     stop_server
     umount "$scratch/merged" 2>/dev/null || true
     ip netns del "$netns" 2>/dev/null || true
-    rmdir "$cgroup/payload" "$cgroup/supervisor" 2>/dev/null || true
+    # nspawn --keep-unit leaves its empty cgroups behind when not run by systemd.
+    local hierarchy
+    for hierarchy in /sys/fs/cgroup /sys/fs/cgroup/unified /sys/fs/cgroup/systemd; do
+        find "$hierarchy/payload" "$hierarchy/supervisor" -depth -type d \
+            -exec rmdir {} \; 2>/dev/null || true
+    done
     rm -rf "$scratch"
 }
 trap cleanup EXIT
@@ -67,12 +70,25 @@ boot_loop() {
             --network-namespace-path=/run/netns/$netns \
             --bind-ro=$scratch/payload:/mnt/tagrun-payload" /dev/null \
             >>"$scratch/console.log" 2>&1 </dev/null || status=$?
-        [ "$status" -eq 133 ] || return "$status"
+        [ "$status" -eq 133 ] && [ ! -e "$scratch/stopping" ] || return "$status"
         echo "container rebooted" >>"$scratch/console.log"
     done
 }
 boot_loop &
 machine_pid=$!
+
+# Powers the container off: SIGTERM to systemd-nspawn asks its init to shut down.
+stop_machine() {
+    local script_pid nspawn_pid
+    touch "$scratch/stopping"
+    for script_pid in $(pgrep -P "$machine_pid" || true); do
+        for nspawn_pid in $(pgrep -P "$script_pid" || true); do
+            kill -TERM "$nspawn_pid" 2>/dev/null || true
+        done
+    done
+    wait "$machine_pid" 2>/dev/null || true
+    machine_pid=""
+}
 
 instance="$(wait_online_by_tag Test "$tag" 60)"
 booted=$((SECONDS - started))
@@ -88,4 +104,5 @@ grep -q "container rebooted" "$scratch/console.log" || die "the container never 
 grep -q "TAGRUN: boot .* agent active" "$scratch/console.log" ||
     die "systemd did not start the agent at boot"
 
+stop_machine
 log "nspawn test passed in $((SECONDS - started)) s"
