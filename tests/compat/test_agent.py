@@ -59,11 +59,17 @@ def test_registers_and_reports_health_with_tags(server, node):
     info = wait_for(lambda: [i for i in ssm.describe_instance_information(
         Filters=[{"Key": "InstanceIds", "Values": [node.instance_id]}])["InstanceInformationList"]
         if i["PingStatus"] == "Online" and i.get("AgentVersion")], what="an Online node")[0]
-    tags = {t["Key"]: t["Value"] for t in ssm.list_tags_for_resource(
-        ResourceType="ManagedInstance", ResourceId=node.instance_id)["TagList"]}
+
+    def tags():
+        listed = ssm.list_tags_for_resource(ResourceType="ManagedInstance",
+                                            ResourceId=node.instance_id)["TagList"]
+        return {t["Key"]: t["Value"] for t in listed}
 
     assert info["PlatformType"] == "Linux" and info["ResourceType"] == "ManagedInstance"
-    assert tags == {"Team": "web", "Env": "e2e"}
+    # The agent's own tags arrive with its first full health report; the
+    # administrator's Team=web (from the activation) wins over the agent's Team=mine.
+    merged = wait_for(lambda: tags() if "Env" in tags() else None, what="the agent's tags")
+    assert merged == {"Team": "web", "Env": "e2e"}
 
 
 def test_a_command_end_to_end(server, node):
