@@ -98,15 +98,32 @@ pub fn thread_cpu_time(include: impl Fn(&str) -> bool) -> Result<Duration, CpuTi
     let mut ticks = 0;
     for task in tasks {
         let dir = task.path();
-        let name = read(&dir.join("comm"))?;
+        // A thread may exit between listing and reading: it has nothing to count.
+        let Some(name) = read_if_present(&dir.join("comm"))? else {
+            continue;
+        };
         if include(name.trim_end()) {
             let stat_path = dir.join("stat");
-            let stat = read(&stat_path)?;
+            let Some(stat) = read_if_present(&stat_path)? else {
+                continue;
+            };
             ticks += busy_ticks(&stat).ok_or_else(|| CpuTimeError::Parse {
                 path: stat_path.display().to_string(),
             })?;
         }
     }
+    Ok(tick * u32::try_from(ticks).unwrap_or(u32::MAX))
+}
+
+/// User plus system CPU time of process `pid`, all its threads included (those that
+/// have exited too), read from `/proc/<pid>/stat`.
+pub fn process_cpu_time(pid: u32) -> Result<Duration, CpuTimeError> {
+    let tick = clock_tick()?;
+    let path = std::path::PathBuf::from(format!("/proc/{pid}/stat"));
+    let stat = read(&path)?;
+    let ticks = busy_ticks(&stat).ok_or_else(|| CpuTimeError::Parse {
+        path: path.display().to_string(),
+    })?;
     Ok(tick * u32::try_from(ticks).unwrap_or(u32::MAX))
 }
 
@@ -136,6 +153,18 @@ fn read_dir(path: &str) -> Result<Vec<std::fs::DirEntry>, CpuTimeError> {
     };
     let entries = std::fs::read_dir(path).map_err(read_error)?;
     entries.collect::<Result<Vec<_>, _>>().map_err(read_error)
+}
+
+/// Like [`read`], but `None` when the file is gone.
+fn read_if_present(path: &std::path::Path) -> Result<Option<String>, CpuTimeError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(CpuTimeError::Read {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
 }
 
 fn read(path: &std::path::Path) -> Result<String, CpuTimeError> {
@@ -194,6 +223,18 @@ mod tests {
 
         assert!(used > Duration::ZERO, "{used:?}");
         assert_eq!(thread_cpu_time(|n| n == name).unwrap(), Duration::ZERO);
+    }
+
+    #[test]
+    fn this_process_has_used_some_cpu() {
+        let mut spins: u64 = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while process_cpu_time(std::process::id()).unwrap() == Duration::ZERO {
+            for _ in 0..1_000_000 {
+                spins = std::hint::black_box(spins.wrapping_add(1));
+            }
+            assert!(std::time::Instant::now() < deadline, "no CPU time after 20 s");
+        }
     }
 
     #[test]

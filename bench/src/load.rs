@@ -3,17 +3,16 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
+use hyper::StatusCode;
 use hyper::body::Bytes;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::http1::SendRequest;
 use serde::Serialize;
-use tagrun_wire::sigv4::{Credentials, JSON_CONTENT_TYPE, JsonCall, sign_json_call};
-use tokio::net::TcpStream;
 use tokio::task::JoinSet;
+
+use crate::client::{self, Signer};
 
 /// One kind of AWS JSON 1.1 call, repeated for the whole run.
 #[derive(Debug, Clone)]
@@ -22,12 +21,8 @@ pub struct Workload {
     pub target: &'static str,
     /// The request body, sent unchanged every time.
     pub body: Bytes,
-    /// Who signs.
-    pub credentials: Credentials,
-    /// The signing region.
-    pub region: String,
-    /// The signing name of the service (`ssm`).
-    pub service: &'static str,
+    /// Who signs, for which region and service.
+    pub signer: Signer,
 }
 
 /// How hard and how long to drive the server.
@@ -151,9 +146,13 @@ async fn send_one(
 ) -> Result<(), String> {
     let mut sender = match slot.take() {
         Some(sender) => sender,
-        None => connect(address).await?,
+        None => client::connect(address)
+            .await
+            .map_err(|e| tagrun_server::error_chain(&e))?,
     };
-    let request = signed_request(host, workload)?;
+    let body = workload.body.clone();
+    let request = client::signed_request(host, &workload.signer, workload.target, body)
+        .map_err(|e| format!("building the request failed: {e}"))?;
 
     sender
         .ready()
@@ -178,49 +177,8 @@ async fn send_one(
     Err(format!("HTTP {status}: {text}"))
 }
 
-/// Opens one HTTP/1.1 connection, served by a task of its own.
-async fn connect(address: SocketAddr) -> Result<SendRequest<Full<Bytes>>, String> {
-    let stream = TcpStream::connect(address)
-        .await
-        .map_err(|e| format!("connecting to {address} failed: {e}"))?;
-    stream
-        .set_nodelay(true)
-        .map_err(|e| format!("setting TCP_NODELAY failed: {e}"))?;
-    let (sender, connection) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("HTTP handshake failed: {e}"))?;
-    tokio::spawn(async move {
-        // The loop sees the failure on its next request, so it needs no report here.
-        connection.await.unwrap_or(());
-    });
-    Ok(sender)
-}
-
-/// The workload's request, signed now, as the AWS SDKs would send it.
-fn signed_request(host: &str, workload: &Workload) -> Result<Request<Full<Bytes>>, String> {
-    let amz_date = tagrun_wire::time::amz_date(SystemTime::now());
-    let call = JsonCall {
-        host,
-        target: workload.target,
-        body: &workload.body,
-        region: &workload.region,
-        service: workload.service,
-        amz_date: &amz_date,
-    };
-
-    let mut builder = Request::post("/")
-        .header("host", host)
-        .header("content-type", JSON_CONTENT_TYPE)
-        .header("x-amz-target", workload.target);
-    for (name, value) in sign_json_call(&workload.credentials, &call) {
-        builder = builder.header(name, value);
-    }
-    builder
-        .body(Full::new(workload.body.clone()))
-        .map_err(|e| format!("building the request failed: {e}"))
-}
-
-fn micros(duration: Duration) -> u64 {
+/// `duration` in whole microseconds, saturating.
+pub fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
@@ -286,7 +244,7 @@ impl Summary {
 }
 
 /// The nearest-rank `percent` percentile of `sorted_us`, in milliseconds; 0 when empty.
-fn percentile_ms(sorted_us: &[u64], percent: usize) -> f64 {
+pub fn percentile_ms(sorted_us: &[u64], percent: usize) -> f64 {
     if sorted_us.is_empty() {
         return 0.0;
     }
@@ -294,7 +252,8 @@ fn percentile_ms(sorted_us: &[u64], percent: usize) -> f64 {
     round3(sorted_us[rank - 1] as f64 / 1000.0)
 }
 
-fn round3(value: f64) -> f64 {
+/// `value` rounded to three decimals, as every figure of a summary is printed.
+pub fn round3(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
 }
 

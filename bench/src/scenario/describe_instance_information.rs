@@ -11,6 +11,7 @@ use tagrun_server::config::Config;
 use tagrun_wire::sigv4::Credentials;
 
 use super::{LoadArgs, Outcome};
+use crate::client::Signer;
 use crate::cpu::Placement;
 use crate::load::{LoadOptions, Workload};
 
@@ -49,13 +50,15 @@ fn workload() -> Workload {
     Workload {
         target: "AmazonSSM.DescribeInstanceInformation",
         body: Bytes::from_static(b"{}"),
-        credentials: Credentials {
-            access_key_id: USER_KEY.into(),
-            secret_access_key: USER_SECRET.into(),
-            session_token: None,
+        signer: Signer {
+            credentials: Credentials {
+                access_key_id: USER_KEY.into(),
+                secret_access_key: USER_SECRET.into(),
+                session_token: None,
+            },
+            region: REGION.into(),
+            service: "ssm",
         },
-        region: REGION.into(),
-        service: "ssm",
     }
 }
 

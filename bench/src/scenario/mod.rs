@@ -1,10 +1,15 @@
-//! Scenarios, one module and one subcommand each, and the path they share: start the
-//! server in this process, drive it from a client runtime, sum up.
+//! Scenarios, one module and one subcommand each.
 //!
-//! A new scenario adds a module here with its flags (flattening [`LoadArgs`]), the
-//! server configuration it needs and its [`Workload`], and a variant in `main.rs`.
+//! Load scenarios start the server in this process and drive it from a client runtime:
+//! a new one adds a module with its flags (flattening [`LoadArgs`]), the server
+//! configuration it needs and its [`Workload`], and a variant in `main.rs`. Fleet
+//! scenarios (`fan-out`, `idle-nodes`, `send-latency`) run the real server binary as a
+//! child process with simulated nodes (`crate::fleet`). Each returns a [`Report`].
 
 pub mod describe_instance_information;
+pub mod fan_out;
+pub mod idle_nodes;
+pub mod send_latency;
 
 use std::time::{Duration, Instant};
 
@@ -59,6 +64,48 @@ pub struct Outcome {
     pub summary: Summary,
     /// What went wrong first, when something did.
     pub first_error: Option<String>,
+}
+
+/// What a scenario prints, and whether the run measured what it meant to.
+#[derive(Debug)]
+pub struct Report {
+    /// The JSON summary.
+    pub json: serde_json::Value,
+    /// Failed requests, or other reasons the figures do not stand (0 when they do).
+    pub failures: u64,
+    /// What went wrong first, when something did.
+    pub first_error: Option<String>,
+}
+
+impl Report {
+    /// A report of `summary`.
+    pub fn new(
+        summary: &impl serde::Serialize,
+        failures: u64,
+        first_error: Option<String>,
+    ) -> anyhow::Result<Report> {
+        Ok(Report {
+            json: serde_json::to_value(summary).context("formatting the summary")?,
+            failures,
+            first_error,
+        })
+    }
+}
+
+impl Outcome {
+    /// The report of a load scenario: every failed request counts.
+    pub fn into_report(self) -> anyhow::Result<Report> {
+        Report::new(&self.summary, self.summary.errors, self.first_error)
+    }
+}
+
+/// The client runtime of fleet scenarios: a worker thread per CPU, shared by the nodes.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .thread_name(cpu::CLIENT_THREAD_NAME)
+        .enable_all()
+        .build()
+        .context("building the client runtime")
 }
 
 /// Serves `config` on one thread and sends it `workload` from the client CPUs.
