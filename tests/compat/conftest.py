@@ -31,6 +31,18 @@ USERS = {
     "finance": ("AKIAEXAMPLEFINANCE01", "finance-secret", []),
     "reader": ("AKIAEXAMPLEREADER001", "reader-secret", ["AmazonSSMReadOnlyAccess"]),
     "nobody": ("AKIAEXAMPLENOBODY001", "nobody-secret", []),
+    "twotags": ("AKIAEXAMPLETWOTAGS01", "twotags-secret", []),
+    "eithertag": ("AKIAEXAMPLEEITHER001", "eithertag-secret", []),
+}
+# Policy files beside the managed policies: AWS's three tag-based seed examples.
+USER_POLICIES = {
+    # SendCommand on Finance=WebServers EC2 instances only, plus read access.
+    "finance": [SEEDS / "allow-send-command-finance-webservers.json",
+                ROOT / "server" / "src" / "auth" / "managed" / "AmazonSSMReadOnlyAccess.json"],
+    # SendCommand on nodes carrying both tag_key1=tag_value1 and tag_key2=tag_value2.
+    "twotags": [SEEDS / "allow-send-command-two-tags.json"],
+    # SendCommand on nodes carrying either of those two tags.
+    "eithertag": [SEEDS / "allow-send-command-either-tag-group.json"],
 }
 NODES = {
     "i-0123456789abcdef0": ("AKIAEXAMPLENODE00001", "node-secret-1"),
@@ -46,9 +58,12 @@ def server_binary() -> Path:
     return binary
 
 
-def write_config(directory: Path) -> Path:
+def write_config(directory: Path, region: str = REGION, nodes=None, extra=()) -> Path:
+    """`nodes` adds EC2-style nodes {instance_id: (key, secret, tags)}; `extra` adds
+    top-level lines such as `connection_lost_after_secs = 20`."""
     lines = [
-        f'region = "{REGION}"',
+        *extra,
+        f'region = "{region}"',
         f'account_id = "{ACCOUNT}"',
         f'data_dir = "{directory / "data"}"',
         "long_poll_secs = 1",
@@ -61,11 +76,8 @@ def write_config(directory: Path) -> Path:
             f'secret_access_key = "{secret}"',
             f"managed_policies = {json.dumps(managed)}",
         ]
-        if name == "finance":
-            # AWS's tag-based example: SendCommand on Finance=WebServers nodes only.
-            policy = SEEDS / "allow-send-command-finance-webservers.json"
-            read = ROOT / "server" / "src" / "auth" / "managed" / "AmazonSSMReadOnlyAccess.json"
-            lines.append(f'policy_files = ["{policy}", "{read}"]')
+        if name in USER_POLICIES:
+            lines.append(f"policy_files = {json.dumps([str(p) for p in USER_POLICIES[name]])}")
     lines += ["[[roles]]", 'name = "SSMServiceRole"', 'managed_policies = ["AmazonSSMManagedInstanceCore"]']
     for instance_id, (key, secret) in NODES.items():
         lines += [
@@ -76,6 +88,15 @@ def write_config(directory: Path) -> Path:
             'role = "SSMServiceRole"',
             'tags = { Env = "prod" }',
         ]
+    for instance_id, (key, secret, tags) in (nodes or {}).items():
+        lines += [
+            "[[nodes]]",
+            f'instance_id = "{instance_id}"',
+            f'access_key_id = "{key}"',
+            f'secret_access_key = "{secret}"',
+            'role = "SSMServiceRole"',
+            "tags = { " + ", ".join(f'{k} = "{v}"' for k, v in tags.items()) + " }",
+        ]
     path = directory / "server.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -84,9 +105,11 @@ def write_config(directory: Path) -> Path:
 class Server:
     """A running tagrun-server process on a free loopback port."""
 
-    def __init__(self, directory: Path, listen: str = "127.0.0.1:0"):
+    def __init__(self, directory: Path, listen: str = "127.0.0.1:0", region: str = REGION,
+                 nodes=None, extra=()):
         self.directory = directory
-        self.config = write_config(directory)
+        self.region = region
+        self.config = write_config(directory, region, nodes, extra)
         self.process = subprocess.Popen(
             [str(server_binary()), "serve", "--config", str(self.config), "--listen", listen],
             stdout=subprocess.PIPE,
@@ -105,7 +128,7 @@ class Server:
         return boto3.client(
             service,
             endpoint_url=self.url,
-            region_name=REGION,
+            region_name=self.region,
             aws_access_key_id=key,
             aws_secret_access_key=secret,
             config=botocore.config.Config(retries={"max_attempts": 1}),
@@ -116,7 +139,7 @@ class Server:
         return boto3.client(
             service,
             endpoint_url=self.url,
-            region_name=REGION,
+            region_name=self.region,
             aws_access_key_id=key,
             aws_secret_access_key=secret,
         )
@@ -128,7 +151,7 @@ class Server:
             os.environ,
             AWS_ACCESS_KEY_ID=key,
             AWS_SECRET_ACCESS_KEY=secret,
-            AWS_DEFAULT_REGION=REGION,
+            AWS_DEFAULT_REGION=self.region,
             AWS_CONFIG_FILE="/dev/null",
             AWS_SHARED_CREDENTIALS_FILE="/dev/null",
         )
