@@ -11,7 +11,13 @@ say() { echo "TAGRUN: $*"; }
 boot_id="$(cat /proc/sys/kernel/random/boot_id)"
 
 if dpkg-query -W tagrun-agent >/dev/null 2>&1; then
-    # systemd started the agent at boot, as enabled by the package.
+    # systemd starts the agent at boot, as enabled by the package (this unit runs
+    # alongside it, so give it time to report ready).
+    tries=0
+    until systemctl is-active --quiet tagrun-agent.service || [ "$tries" -ge 60 ]; do
+        tries=$((tries + 1))
+        sleep 1
+    done
     say "boot $boot_id agent $(systemctl is-active tagrun-agent.service || true)"
     exit 0
 fi

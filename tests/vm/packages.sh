@@ -28,10 +28,10 @@ for script in postinst prerm postrm; do
 done
 for rpm_file in "$agent_rpm" "$server_rpm"; do
     name="$(rpm -qp --qf '%{NAME}' "$rpm_file" 2>/dev/null)"
-    rpm -qlp "$rpm_file" 2>/dev/null | grep -qx "/usr/bin/$name" || die "$rpm_file lacks its binary"
-    rpm -qlp "$rpm_file" 2>/dev/null | grep -qx "/usr/lib/systemd/system/$name.service" ||
-        die "$rpm_file lacks its unit"
-    rpm -qp --configfiles "$rpm_file" 2>/dev/null | grep -q "^/etc/tagrun/" ||
+    files="$(rpm -qlp "$rpm_file" 2>/dev/null)"
+    grep -qx "/usr/bin/$name" <<<"$files" || die "$rpm_file lacks its binary"
+    grep -qx "/usr/lib/systemd/system/$name.service" <<<"$files" || die "$rpm_file lacks its unit"
+    grep -q "^/etc/tagrun/" <<<"$(rpm -qp --configfiles "$rpm_file" 2>/dev/null)" ||
         die "$rpm_file has no config file"
     scripts="$(rpm -qp --scripts "$rpm_file" 2>/dev/null)"
     for kind in postinstall preuninstall postuninstall; do
@@ -59,16 +59,16 @@ in_root() { chroot "$root" "$@"; }
 in_root dpkg -i /tmp/agent.deb /tmp/server.deb >"$scratch/dpkg.log" 2>&1 ||
     die "dpkg -i failed: $(cat "$scratch/dpkg.log")"
 [ "$(stat -c %a "$root/var/lib/tagrun-agent")" = 700 ] || die "agent state dir not 0700"
-[ "$(stat -c %U:%a "$root/var/lib/tagrun-server")" = tagrun-server:750 ] ||
-    die "server state dir: $(stat -c %U:%a "$root/var/lib/tagrun-server")"
-[ "$(stat -c %U:%G:%a "$root/etc/tagrun/server.toml")" = root:tagrun-server:640 ] ||
-    die "server.toml: $(stat -c %U:%G:%a "$root/etc/tagrun/server.toml")"
+[ "$(in_root stat -c %U:%a /var/lib/tagrun-server)" = tagrun-server:750 ] ||
+    die "server state dir: $(in_root stat -c %U:%a /var/lib/tagrun-server)"
+[ "$(in_root stat -c %U:%G:%a /etc/tagrun/server.toml)" = root:tagrun-server:640 ] ||
+    die "server.toml: $(in_root stat -c %U:%G:%a /etc/tagrun/server.toml)"
 [ -L "$root/etc/systemd/system/multi-user.target.wants/tagrun-agent.service" ] ||
     die "the agent unit was not enabled"
 [ -L "$root/etc/systemd/system/multi-user.target.wants/tagrun-server.service" ] ||
     die "the server unit was not enabled"
 # The shipped server config is valid as installed.
-in_root /usr/bin/tagrun-server serve --config /etc/tagrun/server.toml --listen 127.0.0.1:0 \
+chroot "$root" /usr/bin/tagrun-server serve --config /etc/tagrun/server.toml --listen 127.0.0.1:0 \
     --data-dir /tmp/server-data >"$scratch/serve.out" 2>&1 &
 serve_pid=$!
 sleep 1
@@ -105,8 +105,8 @@ for package in agent server; do
     rpm -qp --qf '%{POSTIN}' "$(eval echo "\$${package}_rpm")" >"$root/tmp/post.sh" 2>/dev/null
     in_root sh /tmp/post.sh 1 || die "the $package %post failed"
 done
-[ "$(stat -c %U:%G:%a "$root/etc/tagrun/server.toml")" = root:tagrun-server:640 ] ||
-    die "rpm %post: server.toml $(stat -c %U:%G:%a "$root/etc/tagrun/server.toml")"
+[ "$(in_root stat -c %U:%G:%a /etc/tagrun/server.toml)" = root:tagrun-server:640 ] ||
+    die "rpm %post: server.toml $(in_root stat -c %U:%G:%a /etc/tagrun/server.toml)"
 [ -L "$root/etc/systemd/system/multi-user.target.wants/tagrun-agent.service" ] ||
     die "rpm %post did not enable the agent"
 rpm -qp --qf '%{PREUN}' "$agent_rpm" >"$root/tmp/preun.sh" 2>/dev/null

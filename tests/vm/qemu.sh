@@ -67,10 +67,10 @@ instance="$(wait_online_by_tag Test "$tag" 300)"
 log "node $instance online, $((SECONDS - started)) s after start"
 grep -q "TAGRUN: enabled enabled" "$scratch/console.log" || die "the package did not enable the unit"
 
-check_service "$instance"
+check_service "$instance" yes
 check_reboot_document "$instance" "TagrunRebootTest" 300
 [ "$(grep -c "Linux version" "$scratch/console.log")" -ge 2 ] || die "the kernel did not boot twice"
-grep -q "TAGRUN: boot .* agent active" "$scratch/console.log" ||
-    die "systemd did not start the agent at boot"
+wait_for_line "$scratch/console.log" "TAGRUN: boot .* agent active" 60 ||
+    die "systemd did not start the agent at boot: $(grep -a TAGRUN: "$scratch/console.log")"
 
 log "QEMU ($accel) test passed in $((SECONDS - started)) s"
