@@ -104,6 +104,10 @@ config="$root/etc/tagrun/agent.toml"
 if [ -f "$config" ]; then
     echo "keeping $config"
 else
+    # Assignments, so that a refused value stops the script (set -e).
+    endpoint_toml="$(toml_string "$endpoint")"
+    region_toml="$(toml_string "$region")"
+    tags_toml="$(toml_tags "$tags")"
     (
         umask 077
         sed -e '/^# endpoint = /d' -e '/^# region = /d' "$template" >"$config.new"
@@ -111,9 +115,9 @@ else
             {
                 echo
                 echo "# Written by install.sh."
-                echo "endpoint = $(toml_string "$endpoint")"
-                echo "region = $(toml_string "$region")"
-                [ -z "$tags" ] || echo "tags = $(toml_tags "$tags")"
+                echo "endpoint = $endpoint_toml"
+                echo "region = $region_toml"
+                [ -z "$tags" ] || echo "tags = $tags_toml"
             } >>"$config.new"
         fi
         mv "$config.new" "$config"

@@ -62,6 +62,11 @@ tail -n 1 "$root/etc/tagrun/agent.toml" | grep -qx "# kept" || die "the config w
 if "$here/install.sh" --root "$root" --binary "$binary" --activation-id x >/dev/null 2>&1; then
     die "install.sh accepted an activation without an endpoint"
 fi
+if "$here/install.sh" --root "$scratch/other-root" --binary "$binary" --endpoint "$server_url" \
+    --region us-east-1 --tags 'Env=a"b' >/dev/null 2>&1; then
+    die "install.sh accepted a tag value with a quote"
+fi
+[ ! -e "$scratch/other-root/etc/tagrun/agent.toml" ] || die "a refused install wrote a config"
 host_after="$(ls -d /etc/tagrun /usr/local/bin/tagrun-agent /var/lib/tagrun-agent \
     /etc/systemd/system/tagrun-agent.service 2>/dev/null || true)"
 [ "$host_before" = "$host_after" ] || die "install.sh touched the real system"

@@ -49,10 +49,12 @@ agent_binary() {
     echo "$binary"
 }
 
+newline='
+'
 # A TOML string, refusing characters that would need escapes.
 toml_string() {
     case "$1" in
-        *'"'* | *'\'* | *"$(printf '\n')"*) fail "value $1 contains a quote, backslash or newline" ;;
+        *'"'* | *'\'* | *"$newline"*) fail "value $1 contains a quote, backslash or newline" ;;
     esac
     printf '"%s"' "$1"
 }
@@ -80,14 +82,19 @@ install_step() {
     mkdir -p "$state"
     chmod 0700 "$state"
 
+    # Assignments, so that a refused value stops the step (set -e).
+    endpoint_toml="$(toml_string "$endpoint")"
+    region_toml="$(toml_string "$region")"
+    state_toml="$(toml_string "$state")"
+    tags_toml="$(toml_tags "$tags")"
     config="$work/agent.toml"
     umask 077
     {
         echo "# Written by the net.tagrun.Agent install step; edit the component configuration."
-        echo "endpoint = $(toml_string "$endpoint")"
-        echo "region = $(toml_string "$region")"
-        echo "state_dir = $(toml_string "$state")"
-        echo "tags = $(toml_tags "$tags")"
+        echo "endpoint = $endpoint_toml"
+        echo "region = $region_toml"
+        echo "state_dir = $state_toml"
+        echo "tags = $tags_toml"
     } > "$config.tmp"
     mv "$config.tmp" "$config"
 
