@@ -16,7 +16,7 @@ cleanup() {
 }
 trap cleanup EXIT
 root="$scratch/root"
-binary="$static_dir/tagrun-agent"
+binary="$agent_binary"
 [ -x "$binary" ] || die "$binary is missing: run packaging/build.sh"
 host_before="$(ls -d /etc/tagrun /usr/local/bin/tagrun-agent /var/lib/tagrun-agent \
     /etc/systemd/system/tagrun-agent.service 2>/dev/null || true)"

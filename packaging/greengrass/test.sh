@@ -25,7 +25,7 @@ artifacts="$scratch/greengrass/packages/artifacts/net.tagrun.Agent/0.1.0"
 work="$scratch/greengrass/work/net.tagrun.Agent"
 mkdir -p "$artifacts" "$work"
 install -m 0755 "$here/lifecycle.sh" "$artifacts/lifecycle.sh"
-install -m 0755 "$static_dir/tagrun-agent" "$artifacts/tagrun-agent-x86_64"
+install -m 0755 "$agent_binary" "$artifacts/tagrun-agent-x86_64"
 
 python3 "$check" check "$recipe" --artifacts-dir "$artifacts" || die "the recipe is invalid"
 log "recipe passes the format check"

@@ -5,7 +5,11 @@ vm_lib_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo_dir="$(cd "$vm_lib_dir/../.." && pwd)"
 vm_dir="$repo_dir/target/vm"
 packages_dir="$repo_dir/target/packages"
+# The binaries the host side runs: the static ones packaging/build.sh makes, unless
+# TAGRUN_AGENT and TAGRUN_SERVER name others (tests/run uses its debug builds).
 static_dir="${CARGO_TARGET_DIR:-$repo_dir/target/packaging}/x86_64-unknown-linux-musl/release"
+agent_binary="${TAGRUN_AGENT:-$static_dir/tagrun-agent}"
+server_binary="${TAGRUN_SERVER:-$static_dir/tagrun-server}"
 
 admin_key=AKIAEXAMPLEADMIN0001
 admin_secret=admin-secret
@@ -24,7 +28,7 @@ need() {
 # Starts tagrun-server on LISTEN (default 127.0.0.1:0) with an admin user and the
 # SSMServiceRole; sets server_url and server_pid.
 start_server() {
-    local dir="$1" listen="${2:-127.0.0.1:0}" binary="${TAGRUN_SERVER:-$static_dir/tagrun-server}"
+    local dir="$1" listen="${2:-127.0.0.1:0}" binary="$server_binary"
     [ -x "$binary" ] || die "$binary is missing: run packaging/build.sh first"
     mkdir -p "$dir/data"
     cat >"$dir/server.toml" <<TOML
