@@ -390,3 +390,25 @@ def test_command_executed_waiter(fleet):
     assert result["StandardOutputContent"] == "waited\n"
     assert re.search(r"terminal failure state", str(failed.value)), failed.value
     assert failed.value.last_response["Status"] == "Failed"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "SendCommand authorizes the document as an untagged resource "
+    "(server/src/api/ssm/commands.rs::send uses Resource::untagged(doc_arn)); AWS offers "
+    "a document's own tags as ssm:resourceTag/* and aws:ResourceTag/*, so the seed's "
+    "tag-conditioned Resource \"*\" statement allows a document tagged tag_key1=tag_value1"))
+def test_tag_conditioned_statement_allows_a_document_carrying_the_tag(server):
+    node = "i-0fedcba9876543210"
+    admin = server.client()
+    tag = [{"Key": "tag_key1", "Value": "tag_value1"}]
+    admin.add_tags_to_resource(ResourceType="ManagedInstance", ResourceId=node, Tags=tag)
+    admin.create_document(Name="TaggedForTagKey1", DocumentType="Command", Tags=tag,
+                          Content=(
+                              '{"schemaVersion": "2.2", "description": "Tagged.", "mainSteps": '
+                              '[{"action": "aws:runShellScript", "name": "run", '
+                              '"inputs": {"runCommand": ["true"]}}]}'))
+
+    command = server.client("eithertag").send_command(DocumentName="TaggedForTagKey1",
+                                                      InstanceIds=[node])["Command"]
+
+    assert command["TargetCount"] == 1
