@@ -79,15 +79,17 @@ impl ServerProcess {
             .with_context(|| format!("starting {}", binary.display()))?;
 
         let pid = child.id().context("the server exited at once")?;
-        let stdout = child.stdout.take().context("the server's stdout is missing")?;
+        let stdout = child
+            .stdout
+            .take()
+            .context("the server's stdout is missing")?;
         let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
         let read = tokio::time::timeout(START_TIMEOUT, stdout.read_line(&mut line)).await;
         read.context("the server did not print its address in time")?
             .context("reading the server's first line")?;
-        let address = parse_listening(&line).map_err(|message| {
-            anyhow!("{message}; the server log is {}", log.display())
-        })?;
+        let address = parse_listening(&line)
+            .map_err(|message| anyhow!("{message}; the server log is {}", log.display()))?;
 
         Ok(ServerProcess {
             address,
@@ -124,7 +126,10 @@ impl ServerProcess {
             Ok(status) => {
                 let status = status.context("waiting for the server")?;
                 if !status.success() {
-                    bail!("the server exited with {status}; see {}", self.log.display());
+                    bail!(
+                        "the server exited with {status}; see {}",
+                        self.log.display()
+                    );
                 }
                 Ok(())
             }

@@ -111,10 +111,8 @@ impl Client {
 
 /// Opens one HTTP/1.1 connection, served by a task of its own.
 pub async fn connect(address: SocketAddr) -> Result<SendRequest<Full<Bytes>>, CallError> {
-    let connect_error = |source: Box<dyn std::error::Error + Send + Sync>| CallError::Connect {
-        address,
-        source,
-    };
+    let connect_error =
+        |source: Box<dyn std::error::Error + Send + Sync>| CallError::Connect { address, source };
     let stream = TcpStream::connect(address)
         .await
         .map_err(|e| connect_error(e.into()))?;

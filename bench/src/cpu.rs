@@ -233,7 +233,10 @@ mod tests {
             for _ in 0..1_000_000 {
                 spins = std::hint::black_box(spins.wrapping_add(1));
             }
-            assert!(std::time::Instant::now() < deadline, "no CPU time after 20 s");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no CPU time after 20 s"
+            );
         }
     }
 

@@ -165,13 +165,19 @@ impl Fleet {
         let size = self.size as u64;
         let polling = self.stats.wait_until(limit, |c| c.polling_nodes == size);
         if !polling.await {
-            bail!("only {} of {size} nodes polled in time", self.stats.counts().polling_nodes);
+            bail!(
+                "only {} of {size} nodes polled in time",
+                self.stats.counts().polling_nodes
+            );
         }
 
         let deadline = tokio::time::Instant::now() + limit;
         while self.admin.any_node_offline().await? {
             if tokio::time::Instant::now() >= deadline {
-                bail!("some nodes were not Online in time; see {}", self.server.log.display());
+                bail!(
+                    "some nodes were not Online in time; see {}",
+                    self.server.log.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -285,12 +291,16 @@ impl Admin {
         }
         let answer = self.call("SendCommand", &input).await?;
         let id = answer["Command"]["CommandId"].as_str();
-        Ok(id.context("SendCommand answered without a CommandId")?.to_owned())
+        Ok(id
+            .context("SendCommand answered without a CommandId")?
+            .to_owned())
     }
 
     /// The command as `ListCommands` shows it.
     pub async fn command_state(&mut self, command_id: &str) -> anyhow::Result<CommandState> {
-        let answer = self.call("ListCommands", &json!({"CommandId": command_id})).await?;
+        let answer = self
+            .call("ListCommands", &json!({"CommandId": command_id}))
+            .await?;
         let command = &answer["Commands"][0];
         let count = |field: &str| command[field].as_u64().unwrap_or_default();
         Ok(CommandState {

@@ -19,9 +19,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::scenario::{
-    Report, describe_instance_information, fan_out, idle_nodes, send_latency,
-};
+use crate::scenario::{Report, describe_instance_information, fan_out, idle_nodes, send_latency};
 
 /// Benchmarks of tagrun, printed as JSON.
 #[derive(Debug, Parser)]

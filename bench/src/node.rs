@@ -58,7 +58,12 @@ pub enum Call {
 }
 
 /// The calls a node makes for one command message, in the order AWS's agent makes them.
-pub const COMMAND_CALLS: [Call; 4] = [Call::Receipt, Call::Acknowledge, Call::StepResult, Call::Final];
+pub const COMMAND_CALLS: [Call; 4] = [
+    Call::Receipt,
+    Call::Acknowledge,
+    Call::StepResult,
+    Call::Final,
+];
 
 /// What the nodes of a run have done, shared by all of them and the scenario.
 ///
@@ -69,6 +74,7 @@ pub struct FleetStats {
     origin: Instant,
     polling_nodes: AtomicU64,
     polls_started: AtomicU64,
+    polls_in_flight: AtomicU64,
     polls_answered: AtomicU64,
     messages: AtomicU64,
     successes: AtomicU64,
@@ -86,6 +92,7 @@ impl Default for FleetStats {
             origin: Instant::now(),
             polling_nodes: AtomicU64::new(0),
             polls_started: AtomicU64::new(0),
+            polls_in_flight: AtomicU64::new(0),
             polls_answered: AtomicU64::new(0),
             messages: AtomicU64::new(0),
             successes: AtomicU64::new(0),
@@ -106,6 +113,8 @@ pub struct Counts {
     pub polling_nodes: u64,
     /// `GetMessages` calls sent.
     pub polls_started: u64,
+    /// `GetMessages` calls sent and not answered yet.
+    pub polls_in_flight: u64,
     /// `GetMessages` calls answered with HTTP 200.
     pub polls_answered: u64,
     /// Command messages received.
@@ -136,6 +145,7 @@ impl FleetStats {
         Counts {
             polling_nodes: self.polling_nodes.load(Ordering::Acquire),
             polls_started: self.polls_started.load(Ordering::Acquire),
+            polls_in_flight: self.polls_in_flight.load(Ordering::Acquire),
             polls_answered: self.polls_answered.load(Ordering::Acquire),
             messages: self.messages.load(Ordering::Acquire),
             successes: self.successes.load(Ordering::Acquire),
@@ -148,7 +158,10 @@ impl FleetStats {
 
     /// The first failure any node saw.
     pub fn first_error(&self) -> Option<String> {
-        let first = self.first_error.lock().unwrap_or_else(PoisonError::into_inner);
+        let first = self
+            .first_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         first.clone()
     }
 
@@ -180,7 +193,15 @@ impl FleetStats {
             self.polling_nodes.fetch_add(1, Ordering::AcqRel);
         }
         self.polls_started.fetch_add(1, Ordering::AcqRel);
+        self.polls_in_flight.fetch_add(1, Ordering::AcqRel);
         self.changed.notify_waiters();
+    }
+
+    fn poll_ended(&self, answered: bool) {
+        self.polls_in_flight.fetch_sub(1, Ordering::AcqRel);
+        if answered {
+            self.polls_answered.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     fn message_received(&self) {
@@ -199,7 +220,10 @@ impl FleetStats {
 
     fn failed(&self, error: &str) {
         self.errors.fetch_add(1, Ordering::AcqRel);
-        let mut first = self.first_error.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut first = self
+            .first_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         first.get_or_insert_with(|| error.to_owned());
     }
 }
@@ -239,10 +263,11 @@ async fn poll_once(
     stats: &FleetStats,
 ) -> Result<(), NodeError> {
     let target = Operation::GetMessages.target();
-    let body = client
+    let answer = client
         .call(&identity.signer, &target, poll_body(&identity.instance_id)?)
-        .await?;
-    stats.polls_answered.fetch_add(1, Ordering::AcqRel);
+        .await;
+    stats.poll_ended(answer.is_ok());
+    let body = answer?;
     let answer: GetMessagesResponse = serde_json::from_slice(&body)?;
 
     for message in answer.messages {
@@ -325,7 +350,10 @@ pub fn request(
         payload: serde_json::to_string(&payload)?,
         delivery_options: None,
     };
-    Ok((Operation::SendReply, Bytes::from(serde_json::to_vec(&request)?)))
+    Ok((
+        Operation::SendReply,
+        Bytes::from(serde_json::to_vec(&request)?),
+    ))
 }
 
 /// The reply payload of a `SendReply` call of the sequence.
@@ -401,8 +429,8 @@ mod tests {
     }
 
     fn payload_of(call: Call) -> ReplyPayload {
-        let (operation, body) = request(call, &message(), "aws:runShellScript", SystemTime::now())
-            .unwrap();
+        let (operation, body) =
+            request(call, &message(), "aws:runShellScript", SystemTime::now()).unwrap();
         assert_eq!(operation, Operation::SendReply);
         let request: SendReplyRequest = serde_json::from_slice(&body).unwrap();
         assert_eq!(request.message_id, "aws.ssm.c-1.i-00000000000000001");
@@ -413,7 +441,12 @@ mod tests {
     fn a_command_is_received_acknowledged_reported_and_finished_in_order() {
         assert_eq!(
             COMMAND_CALLS,
-            [Call::Receipt, Call::Acknowledge, Call::StepResult, Call::Final]
+            [
+                Call::Receipt,
+                Call::Acknowledge,
+                Call::StepResult,
+                Call::Final
+            ]
         );
     }
 
@@ -460,7 +493,9 @@ mod tests {
     fn every_reply_gets_a_fresh_reply_id() {
         let id = |call| {
             let (_, body) = request(call, &message(), "s", SystemTime::now()).unwrap();
-            serde_json::from_slice::<SendReplyRequest>(&body).unwrap().reply_id
+            serde_json::from_slice::<SendReplyRequest>(&body)
+                .unwrap()
+                .reply_id
         };
 
         assert_ne!(id(Call::StepResult), id(Call::StepResult));
@@ -505,6 +540,10 @@ mod tests {
         assert!(!missed);
         let counts = stats.counts();
         assert_eq!((counts.polling_nodes, counts.polls_started), (1, 1));
+        assert_eq!(counts.polls_in_flight, 1);
+        stats.poll_ended(true);
+        assert_eq!(stats.counts().polls_in_flight, 0);
+        assert_eq!(stats.counts().polls_answered, 1);
         assert!(counts.last_success_us.is_some());
         assert_eq!(counts.first_message_us, None);
     }

@@ -78,7 +78,11 @@ async fn measure(args: &FleetArgs, size: usize, window: Duration) -> anyhow::Res
         peak_kib = peak_kib.max(fleet.memory()?.rss_kib);
     }
     let seconds = started.elapsed().as_secs_f64();
-    let server_cpu = fleet.server.cpu_time()?.saturating_sub(server_cpu).as_secs_f64();
+    let server_cpu = fleet
+        .server
+        .cpu_time()?
+        .saturating_sub(server_cpu)
+        .as_secs_f64();
     let client_cpu = fleet::client_cpu_seconds()? - client_cpu;
     let after = fleet.stats.counts();
     let memory = fleet.memory()?;

@@ -89,16 +89,17 @@ async fn one_command(fleet: &mut Fleet, limit: Duration) -> anyhow::Result<(u64,
     let done = fleet.stats.counts();
     // The node polls again right after its final reply; a command sent before that
     // poll would wait for it, which an agent that is already polling never does.
-    let polling = fleet
-        .stats
-        .wait_until(limit, |c| c.polls_started > done.polls_started);
+    let polling = fleet.stats.wait_until(limit, |c| c.polls_in_flight > 0);
     if !polling.await {
         bail!("the node stopped polling");
     }
 
     let sent = fleet.stats.now_us();
     let instance = node_identity(0).instance_id;
-    fleet.admin.send_echo(json!({"InstanceIds": [instance]})).await?;
+    fleet
+        .admin
+        .send_echo(json!({"InstanceIds": [instance]}))
+        .await?;
     let send = fleet.stats.now_us() - sent;
     let finished = fleet
         .stats
