@@ -276,7 +276,7 @@ def test_a_refused_acknowledgement_does_not_strand_the_command(server, tmp_path)
         # Refused once, the message is handed out again after its 10 s visibility timeout.
         command = send(ssm, [f"echo run >> {count}", "echo ran"])
 
-        assert command_done(ssm, command["CommandId"], timeout=30)["Status"] == "Success"
+        assert command_done(ssm, command["CommandId"], timeout=25)["Status"] == "Success"
         assert relay.refused == 1
         assert lines(count) == 1
     finally:
