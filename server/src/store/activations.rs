@@ -34,6 +34,7 @@ const COLUMNS: &str = "activation_id, code_sha256, description, default_instance
 impl Store {
     /// Stores a new activation.
     pub async fn create_activation(&self, activation: &Activation) -> Result<(), StoreError> {
+        let _write = self.lock_writes().await;
         let sql = format!(
             "INSERT INTO activations ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         );

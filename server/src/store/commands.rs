@@ -193,8 +193,8 @@ impl Store {
 
         let mut tx = self.begin_write().await?;
         insert_command(&mut tx, command, &counters).await?;
-        for (seq, invocation) in command.invocations.iter().enumerate() {
-            insert_invocation(&mut tx, command, seq, invocation).await?;
+        for (chunk, invocations) in command.invocations.chunks(INSERT_BATCH).enumerate() {
+            insert_invocations(&mut tx, command, chunk * INSERT_BATCH, invocations).await?;
         }
         let notify = advance(&mut tx, &command.command_id, topic, command.requested_ms).await?;
         tx.commit().await?;
@@ -498,30 +498,51 @@ async fn insert_command(
     Ok(())
 }
 
-async fn insert_invocation(
+/// Rows per multi-row `INSERT`: well under SQLite's limit on bound parameters.
+const INSERT_BATCH: usize = 100;
+
+/// Inserts a batch of invocations whose first has sequence number `first_seq`.
+async fn insert_invocations(
     tx: &mut WriteTx,
     command: &NewCommand,
-    seq: usize,
-    invocation: &NewInvocation,
+    first_seq: usize,
+    invocations: &[NewInvocation],
 ) -> Result<(), sqlx::Error> {
-    let end_ms = invocation
-        .detail
-        .is_terminal()
-        .then_some(command.requested_ms);
-    sqlx::query(
-        "INSERT INTO invocations (command_id, instance_id, seq, instance_name, detail, released, \
-         delivered, start_ms, end_ms, trace_output, plugins_json, last_reply_at, updated_ms) \
-         VALUES ($1, $2, $3, $4, $5, 0, 0, NULL, $6, '', '{}', '', $7)",
-    )
-    .bind(&command.command_id)
-    .bind(&invocation.instance_id)
-    .bind(i64::try_from(seq).unwrap_or(i64::MAX))
-    .bind(&invocation.instance_name)
-    .bind(invocation.detail.as_str())
-    .bind(end_ms)
-    .bind(command.requested_ms)
-    .execute(&mut *tx.tx)
-    .await?;
+    let rows: Vec<String> = (0..invocations.len())
+        .map(|i| {
+            let p = i * 6;
+            format!(
+                "($1, ${}, ${}, ${}, ${}, 0, 0, NULL, ${}, '', '{{}}', '', ${})",
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                p + 7
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO invocations (command_id, instance_id, seq, instance_name, detail, \
+         released, delivered, start_ms, end_ms, trace_output, plugins_json, last_reply_at, \
+         updated_ms) VALUES {}",
+        rows.join(", ")
+    );
+    let mut query = sqlx::query(&sql).bind(&command.command_id);
+    for (offset, invocation) in invocations.iter().enumerate() {
+        let end_ms = invocation
+            .detail
+            .is_terminal()
+            .then_some(command.requested_ms);
+        query = query
+            .bind(&invocation.instance_id)
+            .bind(i64::try_from(first_seq + offset).unwrap_or(i64::MAX))
+            .bind(&invocation.instance_name)
+            .bind(invocation.detail.as_str())
+            .bind(end_ms)
+            .bind(command.requested_ms);
+    }
+    query.execute(&mut *tx.tx).await?;
     Ok(())
 }
 
@@ -717,26 +738,30 @@ async fn release(
     if room == 0 {
         return Ok(Vec::new());
     }
-    let instances: Vec<(String,)> = sqlx::query_as(
-        "SELECT instance_id FROM invocations WHERE command_id = $1 AND released = 0 \
+    let instances: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT instance_id, seq FROM invocations WHERE command_id = $1 AND released = 0 \
          AND detail = 'Pending' ORDER BY seq LIMIT $2",
     )
     .bind(command_id)
     .bind(i64::try_from(room).unwrap_or(i64::MAX))
     .fetch_all(&mut *tx.tx)
     .await?;
+    let Some(&(_, last_seq)) = instances.last() else {
+        return Ok(Vec::new());
+    };
 
-    for (instance_id,) in &instances {
-        sqlx::query(
-            "UPDATE invocations SET released = 1 WHERE command_id = $1 AND instance_id = $2",
-        )
-        .bind(command_id)
-        .bind(instance_id)
-        .execute(&mut *tx.tx)
-        .await?;
-        messages::enqueue_send(tx, instance_id, command_id, topic, now_ms).await?;
-    }
-    Ok(instances.into_iter().map(|(id,)| id).collect())
+    // The rows chosen are exactly the unreleased pending ones up to `last_seq`, so two
+    // set-wise statements release them, whatever their number.
+    messages::enqueue_sends(tx, command_id, last_seq, topic, now_ms).await?;
+    sqlx::query(
+        "UPDATE invocations SET released = 1 WHERE command_id = $1 AND released = 0 \
+         AND detail = 'Pending' AND seq <= $2",
+    )
+    .bind(command_id)
+    .bind(last_seq)
+    .execute(&mut *tx.tx)
+    .await?;
+    Ok(instances.into_iter().map(|(id, _)| id).collect())
 }
 
 /// Ends every invocation not yet released with `Terminated`.

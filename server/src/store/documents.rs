@@ -213,6 +213,7 @@ impl Store {
         name: &str,
         version: i64,
     ) -> Result<bool, StoreError> {
+        let _write = self.lock_writes().await;
         let updated = sqlx::query(
             "UPDATE documents SET default_version = $1 WHERE name = $2 AND EXISTS \
              (SELECT 1 FROM document_versions v WHERE v.name = $2 AND v.version = $1)",
@@ -249,6 +250,7 @@ impl Store {
         name: &str,
         version: i64,
     ) -> Result<bool, StoreError> {
+        let _write = self.lock_writes().await;
         let deleted = sqlx::query("DELETE FROM document_versions WHERE name = $1 AND version = $2")
             .bind(name)
             .bind(version)

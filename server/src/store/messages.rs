@@ -138,6 +138,7 @@ impl Store {
         instance_id: &str,
         message_id: &str,
     ) -> Result<bool, StoreError> {
+        let _write = self.lock_writes().await;
         let updated =
             sqlx::query("UPDATE messages SET done = 1 WHERE message_id = $1 AND instance_id = $2")
                 .bind(message_id)
@@ -186,27 +187,31 @@ pub(crate) async fn mark_done(tx: &mut WriteTx, message_id: &str) -> Result<(), 
     Ok(())
 }
 
-/// Queues the send message of one invocation. `topic` is the suffix after the
-/// topic prefix (`us.east.1.1`); agents match on the prefix only.
-pub(crate) async fn enqueue_send(
+/// Queues the send messages of a command's unreleased pending invocations up to
+/// sequence number `last_seq`. `topic` is the suffix after the topic prefix
+/// (`us.east.1.1`); agents match on the prefix only.
+pub(crate) async fn enqueue_sends(
     tx: &mut WriteTx,
-    instance_id: &str,
     command_id: &str,
+    last_seq: i64,
     topic: &str,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let message_id = tagrun_wire::messages::message_id(command_id, instance_id);
     let topic = format!("{}.{topic}", tagrun_wire::messages::SEND_COMMAND_TOPIC);
-    insert(
-        tx,
-        &message_id,
-        instance_id,
-        command_id,
-        &topic,
-        None,
-        now_ms,
+    sqlx::query(
+        "INSERT INTO messages (message_id, instance_id, command_id, topic, payload, created_ms, \
+         visible_ms, acknowledged, done, deliveries) \
+         SELECT 'aws.ssm.' || command_id || '.' || instance_id, instance_id, command_id, $1, \
+         NULL, $2, $2, 0, 0, 0 FROM invocations WHERE command_id = $3 AND released = 0 \
+         AND detail = 'Pending' AND seq <= $4 ON CONFLICT (message_id) DO NOTHING",
     )
-    .await
+    .bind(topic)
+    .bind(now_ms)
+    .bind(command_id)
+    .bind(last_seq)
+    .execute(&mut *tx.tx)
+    .await?;
+    Ok(())
 }
 
 /// Queues a cancel message for the invocation whose send message is `target`.

@@ -82,6 +82,32 @@ pub struct Store {
     /// writes fails outright (no waiting) when another wrote in between. Writers
     /// therefore queue here; PostgreSQL needs no such lock.
     write_lock: Option<Arc<Mutex<()>>>,
+    /// When this process last wrote each node's ping.
+    pings: Arc<PingCache>,
+}
+
+/// The last ping time this process wrote per node, so that a node's frequent calls
+/// write its ping once per granule.
+#[derive(Debug, Default)]
+pub(crate) struct PingCache {
+    written: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+}
+
+impl PingCache {
+    /// Whether a ping at `now_ms` should be written; records it when so.
+    pub(crate) fn is_due(&self, instance_id: &str, now_ms: i64, granularity_ms: i64) -> bool {
+        let mut written = self
+            .written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match written.get(instance_id) {
+            Some(last) if now_ms - last < granularity_ms => false,
+            _ => {
+                written.insert(instance_id.to_owned(), now_ms);
+                true
+            }
+        }
+    }
 }
 
 /// A write transaction, holding the SQLite write lock for its whole life.
@@ -130,7 +156,11 @@ impl Store {
             .map_err(open_error)?;
 
         let write_lock = sqlite.then(|| Arc::new(Mutex::new(())));
-        let store = Store { pool, write_lock };
+        let store = Store {
+            pool,
+            write_lock,
+            pings: Arc::default(),
+        };
         store.migrate().await?;
         info!(database = %shown, "database ready");
         Ok(store)
@@ -143,12 +173,18 @@ impl Store {
 
     /// Starts a write transaction (queueing behind other writers on SQLite).
     pub(crate) async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
-        let guard = match &self.write_lock {
-            Some(lock) => Some(lock.clone().lock_owned().await),
-            None => None,
-        };
+        let guard = self.lock_writes().await;
         let tx = self.pool.begin().await?;
         Ok(WriteTx { tx, _guard: guard })
+    }
+
+    /// Holds the SQLite write lock for a single-statement write. Every write takes it:
+    /// one that bypassed it would make another writer's transaction fail at once.
+    pub(crate) async fn lock_writes(&self) -> Option<OwnedMutexGuard<()>> {
+        match &self.write_lock {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        }
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {

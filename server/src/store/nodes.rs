@@ -183,6 +183,7 @@ impl Store {
         } else {
             "EC2Instance"
         };
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO nodes (instance_id, resource_type, iam_role, name, registered_ms) \
              VALUES ($1, $2, $3, '', $4) ON CONFLICT (instance_id) DO UPDATE SET \
@@ -192,8 +193,9 @@ impl Store {
         .bind(resource_type)
         .bind(role)
         .bind(now_ms)
-        .execute(&self.pool)
+        .execute(&mut *tx.tx)
         .await?;
+        tx.commit().await?;
         self.add_tags(
             ResourceKind::ManagedInstance,
             instance_id,
@@ -221,12 +223,19 @@ impl Store {
     }
 
     /// Records contact from a node, writing at most once per `granularity_ms`.
+    ///
+    /// Every call a node makes lands here, so the common case (written recently by
+    /// this process) is answered from memory without touching the database.
     pub async fn record_ping(
         &self,
         instance_id: &str,
         now_ms: i64,
         granularity_ms: i64,
     ) -> Result<(), StoreError> {
+        if !self.pings.is_due(instance_id, now_ms, granularity_ms) {
+            return Ok(());
+        }
+        let _write = self.lock_writes().await;
         sqlx::query(
             "UPDATE nodes SET last_ping_ms = $1 WHERE instance_id = $2 \
              AND (last_ping_ms IS NULL OR last_ping_ms < $3)",
@@ -246,6 +255,7 @@ impl Store {
         facts: &PlatformFacts,
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        let _write = self.lock_writes().await;
         sqlx::query(
             "UPDATE nodes SET last_ping_ms = $1, agent_name = COALESCE($2, agent_name), \
              agent_version = COALESCE($3, agent_version), \
@@ -271,6 +281,7 @@ impl Store {
 
     /// Replaces the node's public key.
     pub async fn set_public_key(&self, instance_id: &str, key: &str) -> Result<(), StoreError> {
+        let _write = self.lock_writes().await;
         sqlx::query("UPDATE nodes SET public_key = $1 WHERE instance_id = $2")
             .bind(key)
             .bind(instance_id)

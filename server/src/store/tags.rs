@@ -155,6 +155,7 @@ impl Store {
 
     /// Removes every tag of a resource, from both sources.
     pub async fn clear_tags(&self, kind: ResourceKind, id: &str) -> Result<(), StoreError> {
+        let _write = self.lock_writes().await;
         sqlx::query("DELETE FROM tags WHERE resource_type = $1 AND resource_id = $2")
             .bind(kind.as_str())
             .bind(id)
