@@ -392,11 +392,6 @@ def test_command_executed_waiter(fleet):
     assert failed.value.last_response["Status"] == "Failed"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "SendCommand authorizes the document as an untagged resource "
-    "(server/src/api/ssm/commands.rs::send uses Resource::untagged(doc_arn)); AWS offers "
-    "a document's own tags as ssm:resourceTag/* and aws:ResourceTag/*, so the seed's "
-    "tag-conditioned Resource \"*\" statement allows a document tagged tag_key1=tag_value1"))
 def test_tag_conditioned_statement_allows_a_document_carrying_the_tag(server):
     node = "i-0fedcba9876543210"
     admin = server.client()

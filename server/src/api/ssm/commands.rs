@@ -85,8 +85,15 @@ pub(super) async fn send(
     let version = input.document_version.as_deref();
     let resolved = documents::resolve(state, name, version, None).await?;
     check_hash(&input, &resolved)?;
+    // The document's own tags are offered as resource tags, as AWS offers them;
+    // AWS-owned documents carry none.
+    let doc_tags = state.store.tags(ResourceKind::Document, name).await?;
     let doc_arn = arn::document(&state.config.region, &state.config.account_id, name);
-    caller.authorize("ssm:SendCommand", &[Resource::untagged(doc_arn)])?;
+    let document_resource = Resource {
+        arn: doc_arn,
+        tags: doc_tags,
+    };
+    caller.authorize("ssm:SendCommand", &[document_resource])?;
 
     let document = resolved.document()?;
     let parameters = document
