@@ -120,7 +120,7 @@ impl Dispatcher {
         if self.spool.has_command(&command_id).await {
             debug!(%command_id, "command already accepted");
             self.receipt_and_ack(message).await?;
-            return Ok(());
+            return self.start_if_stranded(message, &command_id).await;
         }
 
         if let Err(trace) = plan_command(&message.payload) {
@@ -155,6 +155,29 @@ impl Dispatcher {
         info!(%command_id, "command received");
         self.receipt_and_ack(message).await?;
         self.start(record).await;
+        Ok(())
+    }
+
+    /// Starts a command that was saved but never started: its first acknowledgement
+    /// failed, so the server delivered it again. A command already running (or
+    /// resumed from the spool at start) is left alone.
+    async fn start_if_stranded(
+        &self,
+        message: &Message,
+        command_id: &str,
+    ) -> Result<(), PollError> {
+        if self.running.lock().await.contains_key(&message.message_id) {
+            return Ok(());
+        }
+        let records = self
+            .spool
+            .load_commands()
+            .await
+            .map_err(|source| spool_error(message, source))?;
+        if let Some(record) = records.into_iter().find(|r| r.command_id == command_id) {
+            info!(%command_id, "starting a command whose acknowledgement had failed");
+            self.start(record).await;
+        }
         Ok(())
     }
 

@@ -261,11 +261,6 @@ class FaultyRelay:
         self.httpd.server_close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "agent/src/poller.rs accept_command saves the command record before acknowledging; "
-    "when AcknowledgeMessage fails (e.g. a 500) the message comes again after its "
-    "visibility timeout, takes the has_command branch, is acknowledged and never started, "
-    "so the command stays InProgress until the agent restarts"))
 def test_a_refused_acknowledgement_does_not_strand_the_command(server, tmp_path):
     relay = FaultyRelay(server.url, "AcknowledgeMessage")
     agent = web_agent(server, tmp_path / "agent", endpoint=relay.url)
