@@ -142,7 +142,7 @@ elif [ -d /run/systemd/system ]; then
     systemctl enable tagrun-agent.service
     if [ "$start" = yes ]; then
         # KillMode=process: an upgrade restarts the agent, not its running steps.
-        systemctl restart tagrun-agent.service
+        systemctl --no-block restart tagrun-agent.service
     fi
 else
     systemctl enable tagrun-agent.service 2>/dev/null ||

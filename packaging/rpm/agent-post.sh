@@ -7,10 +7,10 @@ fi
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload || :
     if [ "$1" -ge 2 ]; then
-        # KillMode=process: running steps survive; the new agent picks them up.
-        systemctl try-restart tagrun-agent.service || :
+        # --no-block: ready waits for the server. KillMode=process: running steps survive; the new agent picks them up.
+        systemctl --no-block try-restart tagrun-agent.service || :
     else
         # Skipped (not failed) until /etc/tagrun/agent.toml names an endpoint.
-        systemctl start tagrun-agent.service || :
+        systemctl --no-block start tagrun-agent.service || :
     fi
 fi

@@ -24,6 +24,8 @@ fi
 
 say "boot $boot_id installing"
 dpkg -i "$payload/tagrun-agent.deb"
+# The package queues the start without waiting for it: let the job run first.
+while systemctl list-jobs --no-legend | grep -q tagrun-agent; do sleep 0.2; done
 say "enabled $(systemctl is-enabled tagrun-agent.service)"
 # Skipped by its ExecCondition until the config names an endpoint: not failed.
 say "unconfigured $(systemctl show -p ActiveState --value tagrun-agent.service)" \
