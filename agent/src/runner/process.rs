@@ -27,7 +27,13 @@ use tracing::{debug, info, warn};
 /// Both files are written with one short `write`, so a reader sees them empty or whole;
 /// an empty file reads as "not yet", and only shell built-ins run, which keeps the cost
 /// of a step to the two `sh` processes.
+///
+/// The wrapper also puts its OOM score back to the normal 0: the unit lowers the
+/// agent's so that the kernel kills a runaway step before the agent, and children
+/// inherit it. Raising one's own score needs no privilege; where `/proc` refuses, the
+/// step runs with the inherited score.
 const WRAPPER: &str = r#"f=$1; shift
+{ echo 0 > /proc/self/oom_score_adj; } 2>/dev/null
 echo $$ > "${f%exitcode}pid"
 "$@"; c=$?
 echo "$c" > "$f"
