@@ -404,17 +404,8 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Spool
     }
 }
 
-/// Joins an error and its sources with `: `, for one-line logs.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+/// An error and its sources on one line, for logs.
+pub use tagrun_wire::error_chain;
 
 #[cfg(test)]
 mod tests {

@@ -150,14 +150,5 @@ async fn sweep_timeouts(state: Arc<AppState>) {
     }
 }
 
-/// An error and its sources joined with `: `, for one log line.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+/// An error and its sources on one line, for logs.
+pub use tagrun_wire::error_chain;

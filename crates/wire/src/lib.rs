@@ -12,4 +12,4 @@ pub mod sigv4;
 pub mod ssm;
 pub mod time;
 
-pub use error::{AwsError, ErrorBody};
+pub use error::{AwsError, ErrorBody, error_chain};
