@@ -70,10 +70,12 @@ if [ -n "$endpoint" ] && [ -z "$region" ]; then
     fail "--endpoint needs --region"
 fi
 
+newline='
+'
 # A TOML string, refusing characters that would need escapes.
 toml_string() {
     case "$1" in
-        *'"'* | *'\'*) fail "value $1 contains a quote or backslash" ;;
+        *'"'* | *'\'* | *"$newline"*) fail "value $1 contains a quote, backslash or newline" ;;
     esac
     printf '"%s"' "$1"
 }
