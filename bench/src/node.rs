@@ -137,6 +137,12 @@ impl FleetStats {
         micros(self.origin.elapsed())
     }
 
+    /// [`Self::now_us`] for the `last_*` counters, where 0 stands for "never":
+    /// an event in the very first microsecond is stamped 1.
+    fn stamp_us(&self) -> u64 {
+        self.now_us().max(1)
+    }
+
     /// The counters now.
     pub fn counts(&self) -> Counts {
         let first = self.first_message_us.load(Ordering::Acquire);
@@ -205,7 +211,7 @@ impl FleetStats {
     }
 
     fn message_received(&self) {
-        let now = self.now_us();
+        let now = self.stamp_us();
         self.first_message_us.fetch_min(now, Ordering::AcqRel);
         self.last_message_us.fetch_max(now, Ordering::AcqRel);
         self.messages.fetch_add(1, Ordering::AcqRel);
@@ -213,7 +219,7 @@ impl FleetStats {
 
     fn succeeded(&self) {
         self.last_success_us
-            .fetch_max(self.now_us(), Ordering::AcqRel);
+            .fetch_max(self.stamp_us(), Ordering::AcqRel);
         self.successes.fetch_add(1, Ordering::AcqRel);
         self.changed.notify_waiters();
     }
@@ -521,6 +527,22 @@ mod tests {
         assert_eq!(step_key(v12), "aws:runShellScript");
         assert_eq!(step_key(v22), "hello");
         assert_eq!(step_key("not json"), DEFAULT_STEP);
+    }
+
+    #[test]
+    fn an_event_in_the_first_microsecond_is_still_seen() {
+        // An origin in the future makes every elapsed time read 0.
+        let stats = FleetStats {
+            origin: Instant::now() + Duration::from_secs(60),
+            ..FleetStats::default()
+        };
+        stats.message_received();
+        stats.succeeded();
+
+        let counts = stats.counts();
+        assert_eq!(counts.first_message_us, Some(1));
+        assert_eq!(counts.last_message_us, Some(1));
+        assert_eq!(counts.last_success_us, Some(1));
     }
 
     #[tokio::test]
