@@ -80,7 +80,7 @@ pub(crate) fn read(content: &str, format: DocumentFormat) -> Result<RawContent, 
     // The order is a nicety: if it cannot be read the keys keep the map's order.
     let order = match format {
         DocumentFormat::Json => serde_json::from_str(content).unwrap_or_default(),
-        DocumentFormat::Yaml => serde_yaml_ng::from_str(content).unwrap_or_default(),
+        DocumentFormat::Yaml => yaml_order(content),
     };
 
     Ok(RawContent {
@@ -99,6 +99,7 @@ fn read_json(content: &str) -> Result<Value, DocumentError> {
     })
 }
 
+#[cfg(feature = "yaml")]
 fn read_yaml(content: &str) -> Result<Value, DocumentError> {
     serde_yaml_ng::from_str(content).map_err(|e| match e.location() {
         Some(at) => DocumentError::Content(format!(
@@ -108,6 +109,24 @@ fn read_yaml(content: &str) -> Result<Value, DocumentError> {
         )),
         None => DocumentError::Content(format!("YAML not well-formed: {e}")),
     })
+}
+
+/// Without the `yaml` feature (the agent's build) YAML content is refused by name.
+#[cfg(not(feature = "yaml"))]
+fn read_yaml(_content: &str) -> Result<Value, DocumentError> {
+    Err(DocumentError::Content(
+        "YAML content is not supported by this build; use JSON".to_owned(),
+    ))
+}
+
+#[cfg(feature = "yaml")]
+fn yaml_order(content: &str) -> KeyOrder {
+    serde_yaml_ng::from_str(content).unwrap_or_default()
+}
+
+#[cfg(not(feature = "yaml"))]
+fn yaml_order(_content: &str) -> KeyOrder {
+    KeyOrder::default()
 }
 
 fn into_object(root: Value, format: DocumentFormat) -> Result<Map<String, Value>, DocumentError> {
@@ -295,6 +314,7 @@ mod tests {
         assert_eq!(err.to_string(), "JSON not well-formed at line 2, column 8");
     }
 
+    #[cfg(feature = "yaml")]
     #[test]
     fn reports_bad_yaml_with_its_position() {
         let err = read("a: [1, 2\nb: 3", DocumentFormat::Yaml)
@@ -302,6 +322,18 @@ mod tests {
             .expect("bad yaml");
 
         assert!(err.to_string().starts_with("YAML not well-formed"), "{err}");
+    }
+
+    #[cfg(not(feature = "yaml"))]
+    #[test]
+    fn refuses_yaml_by_name_without_the_yaml_feature() {
+        let err = read("a: 1", DocumentFormat::Yaml).err().expect("yaml off");
+
+        assert_eq!(err.code(), "InvalidDocumentContent");
+        assert!(
+            err.to_string().contains("YAML content is not supported"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -328,6 +360,7 @@ mod tests {
         assert_eq!(raw.order.of("PARAMETERS"), ["b", "a", "c"]);
     }
 
+    #[cfg(feature = "yaml")]
     #[test]
     fn keeps_the_written_order_of_yaml_keys() {
         let raw = read(

@@ -84,6 +84,7 @@ fn matches_document_keys_ignoring_case() {
     assert!(Document::from_json_value(&value).is_ok());
 }
 
+#[cfg(feature = "yaml")]
 #[test]
 fn reads_a_yaml_document_with_parameters_in_written_order() {
     let yaml = "---\nschemaVersion: '2.2'\ndescription: Prints a message\nparameters:\n  \
@@ -103,6 +104,7 @@ fn reads_a_yaml_document_with_parameters_in_written_order() {
     assert_eq!(document.schema_version().as_str(), "2.2");
 }
 
+#[cfg(feature = "yaml")]
 #[test]
 fn accepts_an_unquoted_yaml_schema_version() {
     let yaml = "schemaVersion: 2.0\nmainSteps:\n- action: aws:runShellScript\n  name: a\n  \
