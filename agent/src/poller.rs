@@ -147,15 +147,24 @@ impl Dispatcher {
             cancel_requested: false,
             steps: Vec::new(),
         };
-        // Stored before the acknowledgement: an acknowledged command is never lost.
-        self.spool
-            .save_command(&record)
+        // The record and the receipt are stored together, before the acknowledgement: an
+        // acknowledged command is never lost.
+        self.store_with_receipt(&record)
             .await
             .map_err(|source| spool_error(message, source))?;
         info!(%command_id, "command received");
-        self.receipt_and_ack(message).await?;
+        self.flush_then_ack(message).await?;
         self.start(record).await;
         Ok(())
+    }
+
+    async fn store_with_receipt(&self, record: &CommandRecord) -> Result<(), SpoolError> {
+        let mut batch = self.spool.batch();
+        self.spool.stage_new_command(&mut batch, record)?;
+        let receipt = reply::receipt(SystemTime::now());
+        self.outbox
+            .stage(&mut batch, &record.message_id, &receipt)?;
+        self.outbox.commit(batch).await
     }
 
     /// Starts a command that was saved but never started: its first acknowledgement
@@ -220,6 +229,11 @@ impl Dispatcher {
             .send(&message.message_id, &reply::receipt(SystemTime::now()))
             .await
             .map_err(|source| spool_error(message, source))?;
+        self.flush_then_ack(message).await
+    }
+
+    /// Sends the queued replies (the receipt among them), then acknowledges.
+    async fn flush_then_ack(&self, message: &Message) -> Result<(), PollError> {
         if let Err(error) = self.outbox.flush(&self.client).await {
             debug!(error = %error_chain(&error), "receipt stays queued");
         }

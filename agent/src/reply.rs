@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 use crate::backoff::Backoff;
 use crate::client::Client;
 use crate::identity::new_uuid;
-use crate::spool::{Spool, SpoolError, error_chain};
+use crate::spool::{Batch, Spool, SpoolError, error_chain};
 
 /// The agent name in replies and health reports.
 pub const AGENT_NAME: &str = "tagrun-agent";
@@ -123,6 +123,18 @@ impl Outbox {
 
     /// Stores a reply for `message_id` and wakes the sender.
     pub async fn send(&self, message_id: &str, payload: &ReplyPayload) -> Result<(), SpoolError> {
+        let mut batch = self.spool.batch();
+        self.stage(&mut batch, message_id, payload)?;
+        self.commit(batch).await
+    }
+
+    /// Adds a reply for `message_id` to `batch`, to be stored by [`Outbox::commit`].
+    pub fn stage(
+        &self,
+        batch: &mut Batch,
+        message_id: &str,
+        payload: &ReplyPayload,
+    ) -> Result<(), SpoolError> {
         let payload = serde_json::to_string(payload).map_err(|source| SpoolError::Corrupt {
             path: self.spool.root().join("replies"),
             source,
@@ -133,9 +145,15 @@ impl Outbox {
             payload,
             delivery_options: None,
         };
-        self.spool.queue_reply(&request).await?;
+        self.spool.stage_reply(batch, &request)
+    }
+
+    /// Stores every file of `batch` in one go and wakes the sender for its replies.
+    pub async fn commit(&self, batch: Batch) -> Result<(), SpoolError> {
+        let committed = self.spool.commit(batch).await;
+        // Also after a failure: replies behind the failed ones may wait.
         self.queued.notify_one();
-        Ok(())
+        committed
     }
 
     /// Sends stored replies until none is left or a send fails; returns whether the outbox

@@ -183,6 +183,11 @@ impl Runner {
             };
             stopped |= outcome.stop == Stop::Remaining || stops_after(step, outcome.status);
             let reboot = outcome.stop == Stop::Reboot;
+            if index + 1 == plan.steps.len() && !reboot {
+                return self
+                    .finish_last_step(&mut record, index, step, &outcome)
+                    .await;
+            }
             self.record_step(&mut record, index, step, &outcome).await?;
             if reboot {
                 return self.reboot(&record).await;
@@ -195,9 +200,39 @@ impl Runner {
             &reply::command_finished(&results, SystemTime::now()),
         )
         .await?;
-        info!(status = ?tagrun_wire::reply::document_status(
-            &results.iter().map(|(_, r)| r.status).collect::<Vec<_>>()
-        ), "command finished");
+        log_finished(&results);
+        Ok(Finish::Done)
+    }
+
+    /// Queues the last step's reply and the final reply in one durable write. The record
+    /// is not saved again: the caller marks the command done next.
+    ///
+    /// A crash between this write and the done marker resumes the command at the next
+    /// start: the step is not run again (its exit code is on disk) and both replies are
+    /// sent once more. Limitation: a last step that was stopped (timeout, cancel) left no
+    /// exit code, so in that narrow window the repeat reports it as lost, not as stopped.
+    async fn finish_last_step(
+        &self,
+        record: &mut CommandRecord,
+        index: usize,
+        step: &PlanStep,
+        outcome: &StepOutcome,
+    ) -> Result<Finish, RunError> {
+        let step_reply = conclude_step(record, index, step, outcome);
+        let results = final_results(record);
+        let last_reply = reply::command_finished(&results, SystemTime::now());
+
+        let mut batch = self.spool.batch();
+        for payload in [&step_reply, &last_reply] {
+            self.outbox
+                .stage(&mut batch, &record.message_id, payload)
+                .map_err(|source| self.spool_error(record, source))?;
+        }
+        self.outbox
+            .commit(batch)
+            .await
+            .map_err(|source| self.spool_error(record, source))?;
+        log_finished(&results);
         Ok(Finish::Done)
     }
 
@@ -296,6 +331,8 @@ impl Runner {
         downloads.is_dir().then_some(downloads)
     }
 
+    /// Queues a step's reply, then saves its result: the reply is on disk before the
+    /// record says the step is over, so a crash never loses it.
     async fn record_step(
         &self,
         record: &mut CommandRecord,
@@ -303,28 +340,8 @@ impl Runner {
         step: &PlanStep,
         outcome: &StepOutcome,
     ) -> Result<(), RunError> {
-        let now = tagrun_wire::time::iso8601_millis(SystemTime::now());
-        let started = record.steps[index]
-            .started_at
-            .clone()
-            .unwrap_or_else(|| now.clone());
-        let result = step_result(step, outcome, started, now);
-        info!(step = %step.name, status = ?result.status, code = result.code, "step finished");
-
-        let finished: Vec<ResultStatus> = record
-            .steps
-            .iter()
-            .enumerate()
-            .filter(|(i, s)| *i == index || s.status.is_terminal())
-            .map(|(i, s)| if i == index { result.status } else { s.status })
-            .collect();
-        let payload = reply::step_finished(&step.name, &result, &finished, SystemTime::now());
+        let payload = conclude_step(record, index, step, outcome);
         self.reply(record, &payload).await?;
-
-        let entry = &mut record.steps[index];
-        entry.status = result.status;
-        entry.reboot_requested = outcome.stop == Stop::Reboot;
-        entry.result = Some(result);
         self.save(record).await
     }
 
@@ -375,6 +392,42 @@ impl Runner {
             source,
         }
     }
+}
+
+/// Writes a step's result into the record (in memory) and returns the step's reply.
+fn conclude_step(
+    record: &mut CommandRecord,
+    index: usize,
+    step: &PlanStep,
+    outcome: &StepOutcome,
+) -> tagrun_wire::reply::ReplyPayload {
+    let now = tagrun_wire::time::iso8601_millis(SystemTime::now());
+    let started = record.steps[index]
+        .started_at
+        .clone()
+        .unwrap_or_else(|| now.clone());
+    let result = step_result(step, outcome, started, now);
+    info!(step = %step.name, status = ?result.status, code = result.code, "step finished");
+
+    let finished: Vec<ResultStatus> = record
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| *i == index || s.status.is_terminal())
+        .map(|(i, s)| if i == index { result.status } else { s.status })
+        .collect();
+    let payload = reply::step_finished(&step.name, &result, &finished, SystemTime::now());
+
+    let entry = &mut record.steps[index];
+    entry.status = result.status;
+    entry.reboot_requested = outcome.stop == Stop::Reboot;
+    entry.result = Some(result);
+    payload
+}
+
+fn log_finished(results: &[(String, PluginRuntimeStatus)]) {
+    let statuses: Vec<ResultStatus> = results.iter().map(|(_, r)| r.status).collect();
+    info!(status = ?tagrun_wire::reply::document_status(&statuses), "command finished");
 }
 
 /// Makes the record's step list match the plan; a step that asked for a reboot is reset

@@ -1,8 +1,21 @@
 //! The agent's state on disk: commands in flight, replies not yet accepted, step outputs.
 //!
-//! Every state file is written whole: a temporary file beside it, fsync, rename, fsync of
-//! the directory. A crash therefore leaves either the old or the new content, never a
-//! mix. Layout under the state directory:
+//! Every state file is written whole through a temporary file beside it and a rename, so a
+//! reader never sees a file half written by a running agent. Two ways make it durable:
+//!
+//! - [`write_atomic`] replaces a file that may hold state already (a command record as its
+//!   steps end): temporary file, fsync, rename, directory fsync. A crash leaves the old or
+//!   the new content, never a mix.
+//! - [`write_new`] (and a [`Batch`] of files written together) creates files under names
+//!   that hold nothing yet: every temporary file is renamed first, then all the files and
+//!   their directories are synced at once, which costs one wait for the disk instead of
+//!   two per file. A crash before the call returned may leave such a file empty or cut
+//!   short under its name; every reader takes that as "never written", which is what it
+//!   is, since nothing was done on the strength of it (see [`Spool::open`] for the rules).
+//!
+//! Files are removed without fsync: a removal lost in a power failure brings back a file
+//! whose job was done, and each such leftover is harmless or cleared at start. Layout under
+//! the state directory:
 //!
 //! ```text
 //! commands/<CommandId>.json       a command in flight (CommandRecord)
@@ -13,7 +26,9 @@
 //!
 //! A finished command's done marker and output are kept for 14 days.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -21,7 +36,8 @@ use serde::{Deserialize, Serialize};
 use tagrun_wire::messages::SendReplyRequest;
 use tagrun_wire::reply::{PluginRuntimeStatus, ResultStatus};
 use tokio::fs;
-use tracing::warn;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
 
 /// Finished-command markers and outputs older than this are removed at start.
 const DONE_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
@@ -110,20 +126,65 @@ impl StepRecord {
 pub struct Spool {
     root: PathBuf,
     next_reply: AtomicU64,
+    /// Sequence numbers of replies whose files exist but are not yet durable; the outbox
+    /// sends nothing from the first of them on, so a reply is on disk before it is sent.
+    writing: Mutex<BTreeSet<u64>>,
+}
+
+/// New files to make durable together with [`Spool::commit`]: a new command record, its
+/// replies. Nothing is written until the commit.
+#[derive(Debug, Default)]
+pub struct Batch {
+    files: Vec<(PathBuf, Vec<u8>)>,
+    replies: Vec<u64>,
+}
+
+/// Takes reply sequence numbers out of [`Spool::writing`] when a commit ends, however it
+/// ends.
+struct Writing<'a> {
+    set: &'a Mutex<BTreeSet<u64>>,
+    sequences: Vec<u64>,
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        let mut set = self
+            .set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for sequence in &self.sequences {
+            set.remove(sequence);
+        }
+    }
 }
 
 impl Spool {
-    /// Opens (creating if needed) the state directory and its parts.
+    /// Opens (creating if needed) the state directory and its parts, and tidies what a
+    /// crash may have left:
+    ///
+    /// - temporary files of writes that never finished are removed;
+    /// - a command record that cannot be read is set aside as `.<name>.unreadable`: a
+    ///   record is created whole before the command is acknowledged, so one cut short was
+    ///   never acknowledged and the server delivers the command again, which must then
+    ///   find its name free;
+    /// - a command record beside its done marker is removed: the command finished and the
+    ///   crash came before the record's removal reached the disk.
     pub async fn open(root: &Path) -> Result<Self, SpoolError> {
         for part in ["commands", "done", "replies", "output"] {
             let dir = root.join(part);
             fs::create_dir_all(&dir).await.map_err(io("create", &dir))?;
         }
         set_private(root).await?;
+        sync_dirs(vec![root.to_owned()]).await?;
         let spool = Self {
             root: root.to_owned(),
             next_reply: AtomicU64::new(0),
+            writing: Mutex::new(BTreeSet::new()),
         };
+        for part in ["commands", "replies", "done"] {
+            remove_temporary_files(&root.join(part)).await;
+        }
+        spool.recover_commands().await?;
         let last = spool
             .reply_files()
             .await?
@@ -143,11 +204,83 @@ impl Spool {
     /// Stores or replaces a command record.
     pub async fn save_command(&self, record: &CommandRecord) -> Result<(), SpoolError> {
         let path = self.command_path(&record.command_id);
-        let bytes = serde_json::to_vec_pretty(record).map_err(|source| SpoolError::Corrupt {
+        let bytes = record_bytes(&path, record)?;
+        write_atomic(&path, &bytes).await
+    }
+
+    /// An empty batch of new files.
+    pub fn batch(&self) -> Batch {
+        Batch::default()
+    }
+
+    /// Adds the record of a command not stored yet to `batch`.
+    pub fn stage_new_command(
+        &self,
+        batch: &mut Batch,
+        record: &CommandRecord,
+    ) -> Result<(), SpoolError> {
+        let path = self.command_path(&record.command_id);
+        let bytes = record_bytes(&path, record)?;
+        batch.files.push((path, bytes));
+        Ok(())
+    }
+
+    /// Adds a reply to `batch`; replies are sent in the order they were staged.
+    pub fn stage_reply(
+        &self,
+        batch: &mut Batch,
+        reply: &SendReplyRequest,
+    ) -> Result<(), SpoolError> {
+        let sequence = self.next_reply.fetch_add(1, Ordering::SeqCst);
+        let name = format!("{sequence:020}-{}.json", safe_name(&reply.reply_id));
+        let path = self.root.join("replies").join(name);
+        let bytes = serde_json::to_vec_pretty(reply).map_err(|source| SpoolError::Corrupt {
             path: path.clone(),
             source,
         })?;
-        write_atomic(&path, &bytes).await
+        batch.files.push((path, bytes));
+        batch.replies.push(sequence);
+        Ok(())
+    }
+
+    /// Writes the batch's files and returns once all of them are durable.
+    pub async fn commit(&self, batch: Batch) -> Result<(), SpoolError> {
+        self.lock_writing().extend(batch.replies.iter().copied());
+        let _done = Writing {
+            set: &self.writing,
+            sequences: batch.replies,
+        };
+        write_new(batch.files, Vec::new()).await
+    }
+
+    fn lock_writing(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
+        self.writing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sets unreadable records aside and drops those of finished commands; see [`open`].
+    ///
+    /// [`open`]: Spool::open
+    async fn recover_commands(&self) -> Result<(), SpoolError> {
+        let dir = self.root.join("commands");
+        for path in list_files(&dir, ".json").await? {
+            let bytes = fs::read(&path).await.map_err(io("read", &path))?;
+            let Ok(record) = serde_json::from_slice::<CommandRecord>(&bytes) else {
+                let name = path.file_name().unwrap_or_default().to_string_lossy();
+                let aside = dir.join(format!(".{name}.unreadable"));
+                warn!(path = %path.display(), "setting aside an unreadable command record");
+                fs::rename(&path, &aside)
+                    .await
+                    .map_err(io("set aside", &path))?;
+                continue;
+            };
+            if self.is_done(&record.command_id).await {
+                info!(command_id = %record.command_id, "dropping the record of a finished command");
+                remove_if_present(&path).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Every command in flight, oldest message first.
@@ -178,20 +311,18 @@ impl Spool {
             .unwrap_or(false)
     }
 
-    /// Marks a command finished and forgets its record; the done marker is written first,
-    /// so a crash between the two never lets the command run again.
+    /// Marks a command finished and forgets its record; the done marker is durable first,
+    /// so a crash between the two never lets the command run again. The removal is not
+    /// synced: a record that comes back after a power failure sits beside its done marker
+    /// and [`Spool::open`] drops it.
     pub async fn finish_command(&self, command_id: &str) -> Result<(), SpoolError> {
         self.mark_done(command_id).await?;
-        let path = self.command_path(command_id);
-        match fs::remove_file(&path).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", &path)(e)),
-            _ => Ok(()),
-        }
+        remove_if_present(&self.command_path(command_id)).await
     }
 
     /// Records that a command id must never run (finished, or refused as unreadable).
     pub async fn mark_done(&self, command_id: &str) -> Result<(), SpoolError> {
-        write_atomic(&self.done_path(command_id), b"").await
+        write_new(vec![(self.done_path(command_id), Vec::new())], Vec::new()).await
     }
 
     /// Whether a command already finished on this node.
@@ -202,21 +333,19 @@ impl Spool {
     }
 
     /// Stores a reply to send; replies are sent in the order they were queued.
-    pub async fn queue_reply(&self, reply: &SendReplyRequest) -> Result<PathBuf, SpoolError> {
-        let sequence = self.next_reply.fetch_add(1, Ordering::SeqCst);
-        let name = format!("{sequence:020}-{}.json", safe_name(&reply.reply_id));
-        let path = self.root.join("replies").join(name);
-        let bytes = serde_json::to_vec_pretty(reply).map_err(|source| SpoolError::Corrupt {
-            path: path.clone(),
-            source,
-        })?;
-        write_atomic(&path, &bytes).await?;
-        Ok(path)
+    pub async fn queue_reply(&self, reply: &SendReplyRequest) -> Result<(), SpoolError> {
+        let mut batch = self.batch();
+        self.stage_reply(&mut batch, reply)?;
+        self.commit(batch).await
     }
 
-    /// The oldest reply waiting, if any.
+    /// The oldest reply waiting, if any. A reply still being made durable holds back
+    /// itself and every later one, so order is kept; its commit wakes the outbox again.
     pub async fn next_reply(&self) -> Result<Option<(PathBuf, SendReplyRequest)>, SpoolError> {
         for path in self.reply_files().await? {
+            if self.lock_writing().contains(&reply_sequence(&path)) {
+                return Ok(None);
+            }
             let bytes = fs::read(&path).await.map_err(io("read", &path))?;
             match serde_json::from_slice(&bytes) {
                 Ok(reply) => return Ok(Some((path, reply))),
@@ -233,7 +362,8 @@ impl Spool {
         Ok(None)
     }
 
-    /// Forgets a reply the server accepted.
+    /// Forgets a reply the server accepted. Not synced: a reply that comes back after a
+    /// power failure is sent once more, which the server takes as a repeat.
     pub async fn remove_reply(&self, path: &Path) -> Result<(), SpoolError> {
         fs::remove_file(path).await.map_err(io("remove", path))
     }
@@ -307,23 +437,15 @@ pub async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
     let (path, bytes) = (path.to_owned(), bytes.to_vec());
     // One trip to the blocking pool for the whole sequence rather than one per call.
     let written = tokio::task::spawn_blocking(move || write_atomic_blocking(&path, &bytes)).await;
-    written.unwrap_or_else(|join| {
-        let source = std::io::Error::other(join.to_string());
-        Err(SpoolError::Io {
-            action: "write",
-            path: PathBuf::new(),
-            source,
-        })
-    })
+    written.unwrap_or_else(|join| Err(join_error(&join)))
 }
 
 fn write_atomic_blocking(path: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
 
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
-    let temp = dir.join(format!(".{name}.tmp"));
+    let dir = parent_of(path);
+    let temp = temporary_path(path);
 
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -333,12 +455,127 @@ fn write_atomic_blocking(path: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
         .open(&temp)
         .map_err(io("create", &temp))?;
     file.write_all(bytes).map_err(io("write", &temp))?;
-    file.sync_all().map_err(io("sync", &temp))?;
+    // Data and size are what a reader needs; times and the like may be lost.
+    file.sync_data().map_err(io("sync", &temp))?;
     drop(file);
 
     std::fs::rename(&temp, path).map_err(io("rename into place", path))?;
-    let dir_handle = std::fs::File::open(dir).map_err(io("open", dir))?;
-    dir_handle.sync_all().map_err(io("sync", dir))
+    sync_dir_blocking(dir)
+}
+
+/// Creates files under names that hold nothing yet and returns once they, and the extra
+/// directories `dirs` (whose entries may be new too), are durable.
+///
+/// Each file is written to a temporary name and renamed, so a running reader sees it
+/// whole or not at all; then every file and directory is synced at the same time, on
+/// blocking threads, so the call waits for the disk about once. A crash before it
+/// returned may leave a file empty or cut short under its name (its rename reached the
+/// disk before its data): readers must take such a file as never written.
+pub async fn write_new(
+    files: Vec<(PathBuf, Vec<u8>)>,
+    dirs: Vec<PathBuf>,
+) -> Result<(), SpoolError> {
+    let mut dirs: BTreeSet<PathBuf> = dirs.into_iter().collect();
+    dirs.extend(files.iter().map(|(path, _)| parent_of(path).to_owned()));
+    let written = tokio::task::spawn_blocking(move || {
+        files
+            .iter()
+            .map(|(path, bytes)| publish_blocking(path, bytes).map(|file| (path.clone(), file)))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .unwrap_or_else(|join| Err(join_error(&join)))?;
+
+    let mut syncs = JoinSet::new();
+    for (path, file) in written {
+        syncs.spawn_blocking(move || file.sync_data().map_err(io("sync", &path)));
+    }
+    for dir in dirs {
+        syncs.spawn_blocking(move || sync_dir_blocking(&dir));
+    }
+    let mut result = Ok(());
+    while let Some(joined) = syncs.join_next().await {
+        let synced = joined.unwrap_or_else(|join| Err(join_error(&join)));
+        result = result.and(synced);
+    }
+    result
+}
+
+/// Writes `bytes` to a temporary file beside `path` and renames it into place, unsynced.
+fn publish_blocking(path: &Path, bytes: &[u8]) -> Result<std::fs::File, SpoolError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let temp = temporary_path(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temp)
+        .map_err(io("create", &temp))?;
+    file.write_all(bytes).map_err(io("write", &temp))?;
+    std::fs::rename(&temp, path).map_err(io("rename into place", path))?;
+    Ok(file)
+}
+
+/// Makes the entries of directories durable, all at once.
+async fn sync_dirs(dirs: Vec<PathBuf>) -> Result<(), SpoolError> {
+    write_new(Vec::new(), dirs).await
+}
+
+fn sync_dir_blocking(dir: &Path) -> Result<(), SpoolError> {
+    let handle = std::fs::File::open(dir).map_err(io("open", dir))?;
+    handle.sync_all().map_err(io("sync", dir))
+}
+
+fn parent_of(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new("."))
+}
+
+fn temporary_path(path: &Path) -> PathBuf {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
+    parent_of(path).join(format!(".{name}.tmp"))
+}
+
+fn join_error(join: &tokio::task::JoinError) -> SpoolError {
+    SpoolError::Io {
+        action: "write",
+        path: PathBuf::new(),
+        source: std::io::Error::other(join.to_string()),
+    }
+}
+
+fn record_bytes(path: &Path, record: &CommandRecord) -> Result<Vec<u8>, SpoolError> {
+    serde_json::to_vec_pretty(record).map_err(|source| SpoolError::Corrupt {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+async fn remove_if_present(path: &Path) -> Result<(), SpoolError> {
+    match fs::remove_file(path).await {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Removes the temporary files of writes a crash interrupted; their names are unique to
+/// the file they were for, so some would otherwise stay for good.
+async fn remove_temporary_files(dir: &Path) {
+    let Ok(mut entries) = fs::read_dir(dir).await else {
+        return;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.')
+            && name.ends_with(".tmp")
+            && let Err(error) = fs::remove_file(entry.path()).await
+        {
+            warn!(%error, path = %entry.path().display(), "could not remove a temporary file");
+        }
+    }
 }
 
 /// Restricts a directory to its owner.
@@ -536,6 +773,105 @@ mod tests {
         assert!(!dir.path().join("output/old").exists());
         assert!(spool.is_done("new").await);
         assert!(dir.path().join("output/new").exists());
+    }
+
+    #[tokio::test]
+    async fn a_record_cut_short_by_a_crash_is_set_aside_so_the_command_can_come_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path()).await.expect("open");
+        spool
+            .save_command(&record("whole", "2026-01-01T00:00:00.000Z"))
+            .await
+            .expect("save");
+        std::fs::write(dir.path().join("commands/cut.json"), b"{\"message_id\":").expect("cut");
+        drop(spool);
+
+        let spool = Spool::open(dir.path()).await.expect("reopen");
+
+        assert!(!spool.has_command("cut").await);
+        assert!(spool.has_command("whole").await);
+        assert!(dir.path().join("commands/.cut.json.unreadable").exists());
+        let loaded = spool.load_commands().await.expect("load");
+        assert_eq!(loaded, [record("whole", "2026-01-01T00:00:00.000Z")]);
+    }
+
+    #[tokio::test]
+    async fn a_record_left_beside_its_done_marker_is_dropped_at_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path()).await.expect("open");
+        let finished = record("finished", "2026-01-01T00:00:00.000Z");
+        spool.save_command(&finished).await.expect("save");
+        spool.finish_command("finished").await.expect("finish");
+        // A power failure can undo the record's unsynced removal.
+        spool.save_command(&finished).await.expect("comes back");
+        drop(spool);
+
+        let spool = Spool::open(dir.path()).await.expect("reopen");
+
+        assert!(spool.load_commands().await.expect("load").is_empty());
+        assert!(spool.is_done("finished").await);
+    }
+
+    #[tokio::test]
+    async fn temporary_files_of_interrupted_writes_are_removed_at_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(Spool::open(dir.path()).await.expect("open"));
+        for name in [
+            "commands/.c.json.tmp",
+            "replies/.0001-r.json.tmp",
+            "done/.c.tmp",
+        ] {
+            std::fs::write(dir.path().join(name), b"half").expect("write");
+        }
+
+        drop(Spool::open(dir.path()).await.expect("reopen"));
+
+        for part in ["commands", "replies", "done"] {
+            let left = std::fs::read_dir(dir.path().join(part))
+                .expect("list")
+                .count();
+            assert_eq!(left, 0, "{part}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_stores_a_new_record_and_its_replies_together() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path()).await.expect("open");
+        let mut batch = spool.batch();
+        spool
+            .stage_new_command(&mut batch, &record("c", "2026-01-01T00:00:00.000Z"))
+            .expect("stage record");
+        spool.stage_reply(&mut batch, &reply("r1")).expect("stage");
+        spool.stage_reply(&mut batch, &reply("r2")).expect("stage");
+
+        assert!(
+            !spool.has_command("c").await,
+            "nothing written before the commit"
+        );
+        spool.commit(batch).await.expect("commit");
+
+        assert!(spool.has_command("c").await);
+        assert_eq!(spool.pending_replies().await.expect("count"), 2);
+        assert!(spool.writing.lock().expect("lock").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_reply_not_yet_durable_holds_back_itself_and_later_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path()).await.expect("open");
+        spool.queue_reply(&reply("first")).await.expect("queue");
+        spool.queue_reply(&reply("second")).await.expect("queue");
+        let files = spool.reply_files().await.expect("list");
+        let first = reply_sequence(&files[0]);
+
+        spool.writing.lock().expect("lock").insert(first);
+        let held = spool.next_reply().await.expect("next");
+        spool.writing.lock().expect("lock").remove(&first);
+        let released = spool.next_reply().await.expect("next");
+
+        assert!(held.is_none());
+        assert_eq!(released.expect("a reply").1.reply_id, "first");
     }
 
     #[test]

@@ -2,12 +2,13 @@
 //!
 //! Each script runs in a directory of its own under a tiny `sh` wrapper in a new process
 //! group. The wrapper records its pid, runs the script with stdout and stderr going to
-//! files, then writes the exit code to `exitcode` (temporary file and rename). So when the
-//! agent restarts, whether by upgrade, crash or SIGKILL, it finds the script again: the
-//! exit code on disk, or the wrapper still running under the recorded pid.
+//! files, then writes the exit code to `exitcode`. So when the agent restarts, whether by
+//! upgrade, crash or SIGKILL, it finds the script again: the exit code on disk, or the
+//! wrapper still running under the recorded pid.
 //!
 //! Files in a script directory: `_script.sh` or `_script.ps1` (mode 0700), `started`
-//! (written before the spawn), `pid`, `stdout`, `stderr`, `exitcode`.
+//! (durable before the spawn; one found unreadable was cut short by a crash before the
+//! spawn, so the script never ran), `pid`, `stdout`, `stderr`, `exitcode`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,11 +23,11 @@ use tokio::sync::watch;
 use tokio::time::{Instant, sleep, sleep_until};
 use tracing::{debug, info, warn};
 
-/// The wrapper: `$1` is the exit-code file, the rest is the program and its arguments.
+/// The wrapper for PowerShell: `$1` is the exit-code file, the rest is the program and
+/// its arguments.
 ///
 /// Both files are written with one short `write`, so a reader sees them empty or whole;
-/// an empty file reads as "not yet", and only shell built-ins run, which keeps the cost
-/// of a step to the two `sh` processes.
+/// an empty file reads as "not yet", and only shell built-ins run.
 ///
 /// The wrapper also puts its OOM score back to the normal 0: the unit lowers the
 /// agent's so that the kernel kills a runaway step before the agent, and children
@@ -37,6 +38,20 @@ const WRAPPER: &str = r#"f=$1; shift
 echo $$ > "${f%exitcode}pid"
 "$@"; c=$?
 echo "$c" > "$f"
+exit "$c""#;
+
+/// The wrapper for `sh` scripts, which saves starting a second shell: `$0` is the script
+/// and `$1` the exit-code file, and the script runs in a subshell (a fork, no new program)
+/// with no positional parameters and no variables of the wrapper's, so it sees what
+/// `sh <script>` would show it: its `exit` ends only the subshell, its traps and `exec`
+/// stay inside it, and the wrapper records the code as [`WRAPPER`] does.
+///
+/// Limitation: as in any subshell, `$$` is the wrapper's pid, so a script that signals
+/// `$$` stops the wrapper instead of itself and its step is reported lost.
+const SH_WRAPPER: &str = r#"{ echo 0 > /proc/self/oom_score_adj; } 2>/dev/null
+echo $$ > "${1%exitcode}pid"
+(set --; . "$0"); c=$?
+echo "$c" > "$1"
 exit "$c""#;
 
 /// The shell, by absolute path so that no `PATH` search runs per step.
@@ -96,7 +111,7 @@ struct Started {
 }
 
 /// Runs the script, or follows it if an earlier agent already started it. Never starts a
-/// script twice: once `started` exists the script is only ever waited for.
+/// script twice: once a readable `started` exists the script is only ever waited for.
 pub async fn run_or_resume(spec: &ScriptSpec, cancel: &mut watch::Receiver<bool>) -> ScriptEnd {
     if let Some(code) = read_exit_code(&spec.dir).await {
         return ScriptEnd::Exited(code);
@@ -131,21 +146,32 @@ async fn start(spec: &ScriptSpec) -> Result<Child, String> {
         started_at_ms: now_ms(),
     };
     let marker = serde_json::to_vec(&started).map_err(|e| e.to_string())?;
-    crate::spool::write_atomic(&spec.dir.join("started"), &marker)
+    // The script's directory, and the two above it, may have been created just now: their
+    // entries become durable together with the marker.
+    let parents: Vec<PathBuf> = spec.dir.ancestors().take(3).map(Path::to_owned).collect();
+    crate::spool::write_new(vec![(spec.dir.join("started"), marker)], parents)
         .await
         .map_err(|e| crate::spool::error_chain(&e))?;
 
     let stdout = open_output(&spec.dir.join("stdout"))?;
     let stderr = open_output(&spec.dir.join("stderr"))?;
     let mut command = Command::new(SH);
+    command.arg("-c");
+    if spec.interpreter == Interpreter::Sh {
+        command
+            .arg(SH_WRAPPER)
+            .arg(&script_path)
+            .arg(spec.dir.join("exitcode"));
+    } else {
+        command
+            .arg(WRAPPER)
+            .arg("tagrun-step")
+            .arg(spec.dir.join("exitcode"))
+            .arg(program)
+            .args(args)
+            .arg(&script_path);
+    }
     command
-        .arg("-c")
-        .arg(WRAPPER)
-        .arg("tagrun-step")
-        .arg(spec.dir.join("exitcode"))
-        .arg(program)
-        .args(args)
-        .arg(&script_path)
         .envs(&spec.environment)
         .stdin(Stdio::null())
         .stdout(stdout)

@@ -151,3 +151,64 @@ async fn powershell_without_pwsh_is_a_clear_failure() {
 
     assert!(matches!(end, ScriptEnd::NotStarted(reason) if reason.contains("pwsh")));
 }
+
+#[tokio::test]
+async fn a_script_sees_what_sh_would_show_it_and_its_exit_ends_only_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = "echo \"$# ${c-none} ${f-none}\"\ncase \"$0\" in */_script.sh) echo named;; esac\n\
+        trap 'echo trapped' EXIT\nexit 4\n";
+    let (_tx, mut rx) = no_cancel();
+
+    let end = run_or_resume(&spec(dir.path(), text, Duration::from_secs(30)), &mut rx).await;
+
+    assert_eq!(end, ScriptEnd::Exited(4));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("stdout")).expect("stdout"),
+        "0 none none\nnamed\ntrapped\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("exitcode")).expect("code"),
+        "4\n"
+    );
+}
+
+#[tokio::test]
+async fn a_script_that_execs_still_gets_its_exit_code_recorded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_tx, mut rx) = no_cancel();
+
+    let end = run_or_resume(
+        &spec(dir.path(), "exec sh -c 'exit 7'\n", Duration::from_secs(30)),
+        &mut rx,
+    )
+    .await;
+
+    assert_eq!(end, ScriptEnd::Exited(7));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("exitcode")).expect("code"),
+        "7\n"
+    );
+}
+
+#[tokio::test]
+async fn a_started_marker_cut_short_by_a_crash_means_the_script_never_ran() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("started"), b"{\"boot_id\":\"ab").expect("write");
+    let (_tx, mut rx) = no_cancel();
+
+    let end = run_or_resume(
+        &spec(dir.path(), "echo ran\n", Duration::from_secs(30)),
+        &mut rx,
+    )
+    .await;
+
+    assert_eq!(end, ScriptEnd::Exited(0));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("stdout")).expect("stdout"),
+        "ran\n"
+    );
+    assert!(
+        read_started(dir.path()).await.is_some(),
+        "marker rewritten whole"
+    );
+}
