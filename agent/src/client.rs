@@ -166,6 +166,11 @@ impl Transport {
                 builder = builder.add_root_certificate(certificate);
             }
         }
+        // The system's trust store is a few hundred kilobytes parsed into memory; a plain
+        // HTTP endpoint never uses it.
+        if endpoint.scheme() != "https" {
+            builder = builder.tls_built_in_root_certs(false);
+        }
         let http = builder.build().map_err(ClientError::Build)?;
         Ok(Self {
             http,

@@ -384,6 +384,8 @@ impl Identity {
         // The metadata service is link-local: never through a proxy.
         let http = reqwest::Client::builder()
             .no_proxy()
+            // Plain HTTP only: no trust store to load.
+            .tls_built_in_root_certs(false)
             .timeout(Duration::from_secs(2))
             .build()
             .map_err(|source| IdentityError::Imds {

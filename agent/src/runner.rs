@@ -23,7 +23,6 @@ use tagrun_wire::reply::{
     PluginRuntimeStatus, ResultStatus, STANDARD_STREAM_LIMIT, combined_output, merge_status,
     truncate_stream,
 };
-use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 use tracing::{info, instrument, warn};
 
@@ -600,14 +599,17 @@ fn final_results(record: &CommandRecord) -> Vec<(String, PluginRuntimeStatus)> {
 }
 
 /// Reads at most the first [`STANDARD_STREAM_LIMIT`] bytes (plus one, to detect a cut) of
-/// an output file, so memory stays bounded whatever a script prints.
+/// an output file, so memory stays bounded whatever a script prints. A few kilobytes from
+/// the local disk: read on the calling thread.
 async fn read_head(path: &std::path::Path) -> String {
-    let Ok(file) = tokio::fs::File::open(path).await else {
+    use std::io::Read;
+
+    let Ok(file) = std::fs::File::open(path) else {
         return String::new();
     };
     let limit = u64::try_from(STANDARD_STREAM_LIMIT + 1).unwrap_or(u64::MAX);
     let mut bytes = Vec::new();
-    if let Err(error) = file.take(limit).read_to_end(&mut bytes).await {
+    if let Err(error) = file.take(limit).read_to_end(&mut bytes) {
         warn!(%error, path = %path.display(), "could not read step output");
     }
     String::from_utf8_lossy(&bytes).into_owned()

@@ -253,6 +253,13 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Invocations neither released nor ended: those still waiting for room.
+    pub fn unreleased(&self) -> u64 {
+        self.target_count
+            .saturating_sub(self.completed_count)
+            .saturating_sub(self.in_flight)
+    }
+
     /// Accounts for an invocation reaching `detail` (a terminal detail).
     pub fn finish(&mut self, detail: Detail, was_in_flight: bool) {
         self.completed_count += 1;

@@ -133,7 +133,7 @@ async fn start(spec: &ScriptSpec) -> Result<Child, String> {
     let script_path = spec.dir.join(file);
     write_script(&script_path, spec.interpreter, &spec.text).await?;
     if let Some(dir) = &spec.working_directory
-        && !tokio::fs::metadata(dir).await.is_ok_and(|m| m.is_dir())
+        && !dir.is_dir()
     {
         return Err(format!(
             "working directory {} does not exist",
@@ -225,12 +225,10 @@ async fn write_script(path: &Path, interpreter: Interpreter, text: &str) -> Resu
     bytes.extend_from_slice(text.as_bytes());
     // Written before the `started` marker, which is what makes a run durable; a script
     // lost in a crash before the marker simply was never started.
-    tokio::fs::write(path, &bytes)
-        .await
+    std::fs::write(path, &bytes)
         .map_err(|e| format!("could not write {}: {e}", path.display()))?;
     let permissions = std::fs::Permissions::from_mode(0o700);
-    tokio::fs::set_permissions(path, permissions)
-        .await
+    std::fs::set_permissions(path, permissions)
         .map_err(|e| format!("could not make {} executable: {e}", path.display()))
 }
 
@@ -393,18 +391,18 @@ async fn cancelled(cancel: &mut watch::Receiver<bool>) {
 }
 
 async fn read_exit_code(dir: &Path) -> Option<i32> {
-    let text = tokio::fs::read_to_string(dir.join("exitcode")).await.ok()?;
+    let text = std::fs::read_to_string(dir.join("exitcode")).ok()?;
     text.trim().parse().ok()
 }
 
 async fn read_started(dir: &Path) -> Option<Started> {
-    let bytes = tokio::fs::read(dir.join("started")).await.ok()?;
+    let bytes = std::fs::read(dir.join("started")).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
 /// This boot's id, or an empty string where the kernel does not provide one.
 pub async fn boot_id() -> String {
-    let text = tokio::fs::read_to_string("/proc/sys/kernel/random/boot_id").await;
+    let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id");
     text.map(|t| t.trim().to_owned()).unwrap_or_default()
 }
 

@@ -178,7 +178,7 @@ async fn send_reply(
             instance_id,
             &request.message_id,
             &request.reply_id,
-            &reply,
+            reply,
             &topic,
             now_ms(),
         )

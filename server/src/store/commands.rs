@@ -1,20 +1,21 @@
 //! Commands and their invocations: creation, replies, cancel, timeouts.
 //!
-//! Each change runs in one write transaction that also applies the engine's decisions
-//! (release more invocations, stop after too many errors, derive the command's
-//! status), so the database never shows a command whose counters disagree with its
-//! invocations. Counters are kept incrementally: a reply costs a few row updates
-//! whatever the size of the command.
+//! Each change runs in one write transaction (a [`Batch`]) that also applies the
+//! engine's decisions (release more invocations, stop after too many errors, derive
+//! the command's status), so the database never shows a command whose counters
+//! disagree with its invocations. Counters are kept incrementally: a reply costs a few
+//! row updates whatever the size of the command.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 use tagrun_wire::reply::{PluginRuntimeStatus, ReplyPayload};
 
-use super::{Store, StoreError, WriteTx, messages};
-use crate::engine::{self, Counters, Detail, Limit};
+use super::batch::{Batch, Ending};
+use super::{Store, StoreError, messages};
+use crate::engine::{self, Counters, Detail};
 
 /// A command as `SendCommand` accepted it.
 #[derive(Debug, Clone)]
@@ -191,14 +192,15 @@ impl Store {
             counters.finish(invocation.detail, false);
         }
 
-        let mut tx = self.begin_write().await?;
-        insert_command(&mut tx, command, &counters).await?;
+        let mut batch = Batch::begin(self).await?;
+        insert_command(batch.conn(), command, &counters).await?;
         for (chunk, invocations) in command.invocations.chunks(INSERT_BATCH).enumerate() {
-            insert_invocations(&mut tx, command, chunk * INSERT_BATCH, invocations).await?;
+            insert_invocations(batch.conn(), command, chunk * INSERT_BATCH, invocations).await?;
         }
-        let notify = advance(&mut tx, &command.command_id, topic, command.requested_ms).await?;
-        tx.commit().await?;
-        Ok(notify)
+        batch
+            .advance(&command.command_id, topic, command.requested_ms)
+            .await?;
+        batch.commit_alone().await
     }
 
     /// One command.
@@ -262,50 +264,23 @@ impl Store {
         instance_id: &str,
         message_id: &str,
         reply_id: &str,
-        reply: &ReplyPayload,
+        reply: ReplyPayload,
         topic: &str,
         now_ms: i64,
     ) -> Result<ReplyOutcome, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let Some(message) = messages::owned(&mut tx, instance_id, message_id).await? else {
-            return Ok(ReplyOutcome {
-                unknown_message: true,
-                ..ReplyOutcome::default()
-            });
+        let reply = Reply {
+            instance_id: instance_id.to_owned(),
+            message_id: message_id.to_owned(),
+            reply_id: reply_id.to_owned(),
+            payload: reply,
+            topic: topic.to_owned(),
+            now_ms,
         };
-        let fresh = sqlx::query(
-            "INSERT INTO replies (reply_id, message_id, received_ms) VALUES ($1, $2, $3) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(reply_id)
-        .bind(message_id)
-        .bind(now_ms)
-        .execute(&mut *tx.tx)
-        .await?;
-        if fresh.rows_affected() == 0 {
-            return Ok(ReplyOutcome {
-                duplicate: true,
-                ..ReplyOutcome::default()
-            });
-        }
-        if message.is_cancel {
-            messages::mark_done(&mut tx, message_id).await?;
-            tx.commit().await?;
-            return Ok(ReplyOutcome::default());
-        }
-
-        let outcome =
-            record_reply(&mut tx, &message.command_id, instance_id, reply, now_ms).await?;
-        let mut result = ReplyOutcome {
-            finished: outcome,
-            ..ReplyOutcome::default()
-        };
-        if outcome.is_some() {
-            messages::mark_done(&mut tx, message_id).await?;
-            result.notify = advance(&mut tx, &message.command_id, topic, now_ms).await?;
-        }
-        tx.commit().await?;
-        Ok(result)
+        let (mut outcome, notify) = self
+            .in_batch(move |batch| Box::pin(async move { reply.apply(batch).await }))
+            .await?;
+        outcome.notify = notify;
+        Ok(outcome)
     }
 
     /// Ends an invocation whose message the node refused (`FailMessage`).
@@ -316,27 +291,32 @@ impl Store {
         topic: &str,
         now_ms: i64,
     ) -> Result<Option<Vec<String>>, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let Some(message) = messages::owned(&mut tx, instance_id, message_id).await? else {
-            return Ok(None);
-        };
-        messages::mark_done(&mut tx, message_id).await?;
-        let mut notify = Vec::new();
-        if !message.is_cancel {
-            let trace = "The agent could not process the command message.";
-            finish(
-                &mut tx,
-                &message.command_id,
-                instance_id,
-                Detail::Failed,
-                trace,
-                now_ms,
-            )
+        let (instance_id, message_id) = (instance_id.to_owned(), message_id.to_owned());
+        let topic = topic.to_owned();
+        let (known, notify) = self
+            .in_batch(move |batch| {
+                Box::pin(async move {
+                    let Some(message) =
+                        messages::owned(batch.conn(), &instance_id, &message_id).await?
+                    else {
+                        return Ok(false);
+                    };
+                    messages::mark_done(batch.conn(), &message_id).await?;
+                    if !message.is_cancel {
+                        let trace = "The agent could not process the command message.";
+                        let ending = Ending {
+                            command_id: &message.command_id,
+                            instance_id: &instance_id,
+                            topic: &topic,
+                            now_ms,
+                        };
+                        batch.finish(ending, Detail::Failed, trace).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .await?;
-            notify = advance(&mut tx, &message.command_id, topic, now_ms).await?;
-        }
-        tx.commit().await?;
-        Ok(Some(notify))
+        Ok(known.then_some(notify))
     }
 
     /// Cancels a command on `instance_ids` (every node when empty). Invocations not yet
@@ -349,51 +329,57 @@ impl Store {
         topic: &str,
         now_ms: i64,
     ) -> Result<Option<Vec<String>>, StoreError> {
-        let mut tx = self.begin_write().await?;
+        let mut batch = Batch::begin(self).await?;
         let updated = sqlx::query("UPDATE commands SET cancel_requested = 1 WHERE command_id = $1")
             .bind(command_id)
-            .execute(&mut *tx.tx)
+            .execute(batch.conn())
             .await?;
         if updated.rows_affected() == 0 {
             return Ok(None);
         }
 
-        let open: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT instance_id, detail, released FROM invocations \
+        let open: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT instance_id, released FROM invocations \
              WHERE command_id = $1 AND detail IN ('Pending', 'InProgress', 'Delayed') \
              ORDER BY seq",
         )
         .bind(command_id)
-        .fetch_all(&mut *tx.tx)
+        .fetch_all(batch.conn())
         .await?;
         let mut notify = Vec::new();
-        for (instance_id, _, released) in open {
+        for (instance_id, released) in open {
             if !instance_ids.is_empty() && !instance_ids.contains(&instance_id) {
                 continue;
             }
             let message_id = tagrun_wire::messages::message_id(command_id, &instance_id);
-            let handed_out = released == 1 && messages::was_delivered(&mut tx, &message_id).await?;
+            let handed_out =
+                released == 1 && messages::was_delivered(batch.conn(), &message_id).await?;
             if handed_out {
-                mark_cancelling(&mut tx, command_id, &instance_id).await?;
+                mark_cancelling(&mut batch, command_id, &instance_id).await?;
                 let target = &message_id;
-                messages::enqueue_cancel(&mut tx, &instance_id, command_id, target, topic, now_ms)
-                    .await?;
-                notify.push(instance_id);
-            } else {
-                messages::mark_done(&mut tx, &message_id).await?;
-                finish(
-                    &mut tx,
-                    command_id,
+                messages::enqueue_cancel(
+                    batch.conn(),
                     &instance_id,
-                    Detail::Cancelled,
-                    "",
+                    command_id,
+                    target,
+                    topic,
                     now_ms,
                 )
                 .await?;
+                notify.push(instance_id);
+            } else {
+                messages::mark_done(batch.conn(), &message_id).await?;
+                let ending = Ending {
+                    command_id,
+                    instance_id: &instance_id,
+                    topic,
+                    now_ms,
+                };
+                batch.finish(ending, Detail::Cancelled, "").await?;
             }
         }
-        advance(&mut tx, command_id, topic, now_ms).await?;
-        tx.commit().await?;
+        batch.advance(command_id, topic, now_ms).await?;
+        batch.commit_alone().await?;
         Ok(Some(notify))
     }
 
@@ -417,22 +403,27 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
 
-        let mut notify = Vec::new();
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut batch = Batch::begin(self).await?;
         for (command_id, instance_id, detail) in due {
-            let mut tx = self.begin_write().await?;
             let outcome = if detail == "Cancelling" {
                 Detail::Cancelled
             } else {
                 Detail::DeliveryTimedOut
             };
             let message_id = tagrun_wire::messages::message_id(&command_id, &instance_id);
-            messages::mark_done(&mut tx, &message_id).await?;
-            if finish(&mut tx, &command_id, &instance_id, outcome, "", now_ms).await? {
-                notify.extend(advance(&mut tx, &command_id, topic, now_ms).await?);
-            }
-            tx.commit().await?;
+            messages::mark_done(batch.conn(), &message_id).await?;
+            let ending = Ending {
+                command_id: &command_id,
+                instance_id: &instance_id,
+                topic,
+                now_ms,
+            };
+            batch.finish(ending, outcome, "").await?;
         }
-        Ok(notify)
+        batch.commit_alone().await
     }
 }
 
@@ -458,7 +449,7 @@ impl Store {
 }
 
 async fn insert_command(
-    tx: &mut WriteTx,
+    conn: &mut AnyConnection,
     command: &NewCommand,
     counters: &Counters,
 ) -> Result<(), sqlx::Error> {
@@ -493,7 +484,7 @@ async fn insert_command(
     .bind(count(counters.success_count))
     .bind(count(counters.neutral_count))
     .bind(count(counters.cancelled_count))
-    .execute(&mut *tx.tx)
+    .execute(conn)
     .await?;
     Ok(())
 }
@@ -503,7 +494,7 @@ const INSERT_BATCH: usize = 100;
 
 /// Inserts a batch of invocations whose first has sequence number `first_seq`.
 async fn insert_invocations(
-    tx: &mut WriteTx,
+    conn: &mut AnyConnection,
     command: &NewCommand,
     first_seq: usize,
     invocations: &[NewInvocation],
@@ -542,74 +533,176 @@ async fn insert_invocations(
             .bind(end_ms)
             .bind(command.requested_ms);
     }
-    query.execute(&mut *tx.tx).await?;
+    query.execute(conn).await?;
     Ok(())
 }
 
-/// Records a reply on a running invocation; returns the detail it finished with.
-async fn record_reply(
-    tx: &mut WriteTx,
-    command_id: &str,
-    instance_id: &str,
-    reply: &ReplyPayload,
+/// A node's reply, owned so that it can wait in the write queue.
+struct Reply {
+    instance_id: String,
+    message_id: String,
+    reply_id: String,
+    payload: ReplyPayload,
+    topic: String,
     now_ms: i64,
-) -> Result<Option<Detail>, StoreError> {
-    let row: Option<(String, String, String)> = sqlx::query_as(
-        "SELECT detail, plugins_json, last_reply_at FROM invocations \
-         WHERE command_id = $1 AND instance_id = $2",
-    )
-    .bind(command_id)
-    .bind(instance_id)
-    .fetch_optional(&mut *tx.tx)
-    .await?;
-    let Some((detail, plugins_json, last_reply_at)) = row else {
-        return Ok(None);
-    };
-    let current = Detail::parse(&detail).unwrap_or(Detail::InProgress);
-    if current.is_terminal() {
-        // A late or resent reply after the final one: the final one stands.
-        return Ok(None);
-    }
+}
 
-    let mut plugins: BTreeMap<String, PluginResult> =
-        serde_json::from_str(&plugins_json).unwrap_or_default();
-    for (step, status) in reply.runtime_status.iter().flatten() {
-        let newer = plugins
-            .get(step)
-            .is_none_or(|known| !is_final(&known.status));
-        if newer {
-            plugins.insert(step.clone(), PluginResult::from(status));
+/// What a reply finds: its message and, for a send message, the invocation.
+type ReplyTarget = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
+
+impl Reply {
+    /// Applies the reply: records its step results and, with a final status, ends
+    /// the invocation. A reply id seen before changes nothing.
+    async fn apply(self, batch: &mut Batch) -> Result<ReplyOutcome, StoreError> {
+        let target: Option<ReplyTarget> = sqlx::query_as(
+            "SELECT m.command_id, m.topic, i.detail, i.plugins_json, i.last_reply_at, \
+             i.released FROM messages m LEFT JOIN invocations i \
+             ON i.command_id = m.command_id AND i.instance_id = m.instance_id \
+             WHERE m.message_id = $1 AND m.instance_id = $2",
+        )
+        .bind(&self.message_id)
+        .bind(&self.instance_id)
+        .fetch_optional(batch.conn())
+        .await?;
+        let Some((command_id, topic, detail, plugins, last_reply_at, released)) = target else {
+            return Ok(ReplyOutcome {
+                unknown_message: true,
+                ..ReplyOutcome::default()
+            });
+        };
+        if !self.is_fresh(batch).await? {
+            return Ok(ReplyOutcome {
+                duplicate: true,
+                ..ReplyOutcome::default()
+            });
         }
+        if messages::is_cancel_topic(&topic) {
+            messages::mark_done(batch.conn(), &self.message_id).await?;
+            return Ok(ReplyOutcome::default());
+        }
+        let (Some(detail), Some(plugins), Some(last_reply_at), Some(released)) =
+            (detail, plugins, last_reply_at, released)
+        else {
+            return Ok(ReplyOutcome::default());
+        };
+
+        let current = Detail::parse(&detail).unwrap_or(Detail::InProgress);
+        if current.is_terminal() {
+            // A late or resent reply after the final one: the final one stands.
+            return Ok(ReplyOutcome::default());
+        }
+        let invocation = Invocation {
+            command_id: &command_id,
+            current,
+            plugins: &plugins,
+            last_reply_at: &last_reply_at,
+            released: released == 1,
+        };
+        let finished = self.record(batch, &invocation).await?;
+        Ok(ReplyOutcome {
+            finished,
+            ..ReplyOutcome::default()
+        })
     }
-    let reply_at = &reply.additional_info.date_time;
-    let latest = reply_at.as_str() >= last_reply_at.as_str();
-    let finished = engine::detail_from_document_status(reply.document_status.as_str());
 
-    let plugins_json = serde_json::to_string(&plugins).unwrap_or_else(|_| "{}".into());
-    sqlx::query(
-        "UPDATE invocations SET plugins_json = $1, delivered = 1, \
-         start_ms = COALESCE(start_ms, $2), last_reply_at = $3, updated_ms = $2, \
-         detail = CASE WHEN detail IN ('Pending', 'Delayed') THEN 'InProgress' ELSE detail END \
-         WHERE command_id = $4 AND instance_id = $5",
-    )
-    .bind(plugins_json)
-    .bind(now_ms)
-    .bind(if latest {
-        reply_at.as_str()
-    } else {
-        last_reply_at.as_str()
-    })
-    .bind(command_id)
-    .bind(instance_id)
-    .execute(&mut *tx.tx)
-    .await?;
+    /// Remembers the reply id; `false` when it was seen before.
+    async fn is_fresh(&self, batch: &mut Batch) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO replies (reply_id, message_id, received_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&self.reply_id)
+        .bind(&self.message_id)
+        .bind(self.now_ms)
+        .execute(batch.conn())
+        .await?;
+        Ok(inserted.rows_affected() > 0)
+    }
 
-    let Some(finished) = finished else {
-        return Ok(None);
-    };
-    let trace = &reply.document_trace_output;
-    finish(tx, command_id, instance_id, finished, trace, now_ms).await?;
-    Ok(Some(finished))
+    /// Writes the reply into the open invocation, ending it when the reply is final;
+    /// returns the detail it ended with.
+    async fn record(
+        &self,
+        batch: &mut Batch,
+        invocation: &Invocation<'_>,
+    ) -> Result<Option<Detail>, StoreError> {
+        let reply = &self.payload;
+        let mut plugins: BTreeMap<String, PluginResult> =
+            serde_json::from_str(invocation.plugins).unwrap_or_default();
+        for (step, status) in reply.runtime_status.iter().flatten() {
+            let newer = plugins
+                .get(step)
+                .is_none_or(|known| !is_final(&known.status));
+            if newer {
+                plugins.insert(step.clone(), PluginResult::from(status));
+            }
+        }
+        let plugins_json = serde_json::to_string(&plugins).unwrap_or_else(|_| "{}".into());
+        let reply_at = reply.additional_info.date_time.as_str();
+        let last_reply_at = reply_at.max(invocation.last_reply_at);
+        let finished = engine::detail_from_document_status(reply.document_status.as_str());
+
+        let Some(finished) = finished else {
+            sqlx::query(
+                "UPDATE invocations SET plugins_json = $1, delivered = 1, \
+                 start_ms = COALESCE(start_ms, $2), last_reply_at = $3, updated_ms = $2, \
+                 detail = CASE WHEN detail IN ('Pending', 'Delayed') THEN 'InProgress' \
+                 ELSE detail END WHERE command_id = $4 AND instance_id = $5",
+            )
+            .bind(plugins_json)
+            .bind(self.now_ms)
+            .bind(last_reply_at)
+            .bind(invocation.command_id)
+            .bind(&self.instance_id)
+            .execute(batch.conn())
+            .await?;
+            return Ok(None);
+        };
+
+        sqlx::query(
+            "UPDATE invocations SET plugins_json = $1, delivered = 1, \
+             start_ms = COALESCE(start_ms, $2), last_reply_at = $3, updated_ms = $2, \
+             detail = $4, end_ms = $2, \
+             trace_output = CASE WHEN $5 = '' THEN trace_output ELSE $5 END \
+             WHERE command_id = $6 AND instance_id = $7",
+        )
+        .bind(plugins_json)
+        .bind(self.now_ms)
+        .bind(last_reply_at)
+        .bind(finished.as_str())
+        .bind(&reply.document_trace_output)
+        .bind(invocation.command_id)
+        .bind(&self.instance_id)
+        .execute(batch.conn())
+        .await?;
+        messages::mark_done(batch.conn(), &self.message_id).await?;
+        let ending = Ending {
+            command_id: invocation.command_id,
+            instance_id: &self.instance_id,
+            topic: &self.topic,
+            now_ms: self.now_ms,
+        };
+        batch
+            .count_finished(ending, invocation.current, invocation.released, finished)
+            .await?;
+        Ok(Some(finished))
+    }
+}
+
+/// An open invocation as a reply finds it.
+struct Invocation<'a> {
+    command_id: &'a str,
+    current: Detail,
+    plugins: &'a str,
+    last_reply_at: &'a str,
+    released: bool,
 }
 
 /// Whether a step status is its last word. A step that asked for a reboot runs again
@@ -621,55 +714,9 @@ fn is_final(status: &str) -> bool {
     )
 }
 
-/// Moves an open invocation to a terminal `detail` and updates the counters.
-/// Returns `false` when it had already ended.
-async fn finish(
-    tx: &mut WriteTx,
-    command_id: &str,
-    instance_id: &str,
-    detail: Detail,
-    trace: &str,
-    now_ms: i64,
-) -> Result<bool, StoreError> {
-    let row: Option<(String, i64)> = sqlx::query_as(
-        "SELECT detail, released FROM invocations WHERE command_id = $1 AND instance_id = $2",
-    )
-    .bind(command_id)
-    .bind(instance_id)
-    .fetch_optional(&mut *tx.tx)
-    .await?;
-    let Some((previous, released)) = row else {
-        return Ok(false);
-    };
-    let previous = Detail::parse(&previous).unwrap_or(Detail::InProgress);
-    if previous.is_terminal() {
-        return Ok(false);
-    }
-
-    sqlx::query(
-        "UPDATE invocations SET detail = $1, end_ms = $2, updated_ms = $2, \
-         trace_output = CASE WHEN $3 = '' THEN trace_output ELSE $3 END \
-         WHERE command_id = $4 AND instance_id = $5",
-    )
-    .bind(detail.as_str())
-    .bind(now_ms)
-    .bind(trace)
-    .bind(command_id)
-    .bind(instance_id)
-    .execute(&mut *tx.tx)
-    .await?;
-
-    let mut counters = load_counters(tx, command_id).await?;
-    counters.finish(detail, released == 1);
-    if previous == Detail::Cancelling {
-        counters.cancelling = counters.cancelling.saturating_sub(1);
-    }
-    save_counters(tx, command_id, &counters).await?;
-    Ok(true)
-}
-
+/// Marks a handed-out invocation as waiting for its cancel to be confirmed.
 async fn mark_cancelling(
-    tx: &mut WriteTx,
+    batch: &mut Batch,
     command_id: &str,
     instance_id: &str,
 ) -> Result<(), StoreError> {
@@ -678,135 +725,29 @@ async fn mark_cancelling(
     )
     .bind(command_id)
     .bind(instance_id)
-    .execute(&mut *tx.tx)
+    .execute(batch.conn())
     .await?;
-    let mut counters = load_counters(tx, command_id).await?;
-    counters.cancelling += 1;
-    save_counters(tx, command_id, &counters).await
-}
-
-/// Applies the engine's decisions to a command: stop after too many errors, release
-/// what concurrency allows, and store the derived status. Returns the nodes that
-/// received a message.
-async fn advance(
-    tx: &mut WriteTx,
-    command_id: &str,
-    topic: &str,
-    now_ms: i64,
-) -> Result<Vec<String>, StoreError> {
-    let (max_concurrency, max_errors, cancel_requested, no_targets): (String, String, i64, i64) =
-        sqlx::query_as(
-            "SELECT max_concurrency, max_errors, cancel_requested, no_targets FROM commands \
-             WHERE command_id = $1",
-        )
-        .bind(command_id)
-        .fetch_one(&mut *tx.tx)
-        .await?;
-    let concurrency = Limit::parse(&max_concurrency).unwrap_or(Limit::Count(50));
-    let errors = Limit::parse(&max_errors).unwrap_or(Limit::Count(0));
-    let mut counters = load_counters(tx, command_id).await?;
-
-    let mut released = Vec::new();
-    if engine::errors_exceeded(&counters, errors) {
-        terminate_unreleased(tx, command_id, &mut counters, now_ms).await?;
-    } else if cancel_requested == 0 {
-        let room = engine::releasable(&counters, concurrency, errors);
-        released = release(tx, command_id, room, topic, now_ms).await?;
-        counters.in_flight += released.len() as u64;
-    }
-
-    let (status, details) =
-        engine::command_status(&counters, errors, cancel_requested == 1, no_targets == 1);
-    save_counters(tx, command_id, &counters).await?;
-    sqlx::query("UPDATE commands SET status = $1, status_details = $2 WHERE command_id = $3")
-        .bind(status.as_str())
-        .bind(details)
-        .bind(command_id)
-        .execute(&mut *tx.tx)
-        .await?;
-    Ok(released)
-}
-
-/// Releases up to `room` pending invocations, in order, by queueing their messages.
-async fn release(
-    tx: &mut WriteTx,
-    command_id: &str,
-    room: u64,
-    topic: &str,
-    now_ms: i64,
-) -> Result<Vec<String>, StoreError> {
-    if room == 0 {
-        return Ok(Vec::new());
-    }
-    let instances: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT instance_id, seq FROM invocations WHERE command_id = $1 AND released = 0 \
-         AND detail = 'Pending' ORDER BY seq LIMIT $2",
-    )
-    .bind(command_id)
-    .bind(i64::try_from(room).unwrap_or(i64::MAX))
-    .fetch_all(&mut *tx.tx)
-    .await?;
-    let Some(&(_, last_seq)) = instances.last() else {
-        return Ok(Vec::new());
-    };
-
-    // The rows chosen are exactly the unreleased pending ones up to `last_seq`, so two
-    // set-wise statements release them, whatever their number.
-    messages::enqueue_sends(tx, command_id, last_seq, topic, now_ms).await?;
-    sqlx::query(
-        "UPDATE invocations SET released = 1 WHERE command_id = $1 AND released = 0 \
-         AND detail = 'Pending' AND seq <= $2",
-    )
-    .bind(command_id)
-    .bind(last_seq)
-    .execute(&mut *tx.tx)
-    .await?;
-    Ok(instances.into_iter().map(|(id, _)| id).collect())
-}
-
-/// Ends every invocation not yet released with `Terminated`.
-async fn terminate_unreleased(
-    tx: &mut WriteTx,
-    command_id: &str,
-    counters: &mut Counters,
-    now_ms: i64,
-) -> Result<(), StoreError> {
-    let terminated = sqlx::query(
-        "UPDATE invocations SET detail = 'Terminated', end_ms = $1, updated_ms = $1 \
-         WHERE command_id = $2 AND released = 0 AND detail = 'Pending'",
-    )
-    .bind(now_ms)
-    .bind(command_id)
-    .execute(&mut *tx.tx)
-    .await?;
-    for _ in 0..terminated.rows_affected() {
-        counters.finish(Detail::Terminated, false);
-    }
+    batch.counters(command_id).await?.cancelling += 1;
     Ok(())
 }
 
-async fn load_counters(tx: &mut WriteTx, command_id: &str) -> Result<Counters, StoreError> {
-    let row = sqlx::query(
-        "SELECT target_count, completed_count, error_count, delivery_timed_out_count, \
-         success_count, neutral_count, cancelled_count, in_flight, cancelling, started \
-         FROM commands WHERE command_id = $1",
-    )
-    .bind(command_id)
-    .fetch_one(&mut *tx.tx)
-    .await?;
-    counters_from_row(&row)
-}
+/// The counter columns of `commands`, as [`counters_from_row`] reads them.
+pub(super) const COUNTER_COLUMNS: &str = "target_count, completed_count, error_count, \
+    delivery_timed_out_count, success_count, neutral_count, cancelled_count, in_flight, \
+    cancelling, started";
 
-async fn save_counters(
-    tx: &mut WriteTx,
+/// Writes a command's counters and its derived status and details.
+pub(super) async fn save_counters(
+    conn: &mut AnyConnection,
     command_id: &str,
     counters: &Counters,
+    (status, details): (&str, &str),
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE commands SET completed_count = $1, error_count = $2, \
          delivery_timed_out_count = $3, success_count = $4, neutral_count = $5, \
-         cancelled_count = $6, in_flight = $7, cancelling = $8, started = $9 \
-         WHERE command_id = $10",
+         cancelled_count = $6, in_flight = $7, cancelling = $8, started = $9, status = $10, \
+         status_details = $11 WHERE command_id = $12",
     )
     .bind(count(counters.completed_count))
     .bind(count(counters.error_count))
@@ -817,8 +758,10 @@ async fn save_counters(
     .bind(count(counters.in_flight))
     .bind(count(counters.cancelling))
     .bind(count(counters.started))
+    .bind(status)
+    .bind(details)
     .bind(command_id)
-    .execute(&mut *tx.tx)
+    .execute(conn)
     .await?;
     Ok(())
 }
@@ -832,7 +775,7 @@ fn counter(row: &AnyRow, column: &str) -> Result<u64, StoreError> {
     Ok(u64::try_from(value).unwrap_or_default())
 }
 
-fn counters_from_row(row: &AnyRow) -> Result<Counters, StoreError> {
+pub(super) fn counters_from_row(row: &AnyRow) -> Result<Counters, StoreError> {
     Ok(Counters {
         target_count: counter(row, "target_count")?,
         completed_count: counter(row, "completed_count")?,
@@ -1036,6 +979,80 @@ mod tests {
         assert_eq!(again[0].detail, Detail::InProgress);
         let record = store.command(&new.command_id).await.unwrap().unwrap();
         assert_eq!(record.counters.started, 1);
+    }
+
+    /// A final reply with `status`, as the agent sends it.
+    fn final_reply(status: &str) -> ReplyPayload {
+        serde_json::from_value(serde_json::json!({
+            "additionalInfo": {"agent": {}, "dateTime": "2026-12-03T10:00:00.000Z"},
+            "documentStatus": status,
+            "runtimeStatus": {"aws:runShellScript": {
+                "status": status, "code": 0, "name": "aws:runShellScript", "output": "hi\n",
+                "startDateTime": "2026-12-03T10:00:00.000Z",
+                "endDateTime": "2026-12-03T10:00:00.000Z"
+            }}
+        }))
+        .expect("reply")
+    }
+
+    /// Claims and answers the message of `node` with a final reply.
+    async fn answer(store: Store, new: NewCommand, node: usize, reply_id: String) -> ReplyOutcome {
+        let instance = new.invocations[node].instance_id.clone();
+        let message = message(&new, node);
+        store
+            .claim_messages(&instance, 2_000, 10_000, 10)
+            .await
+            .unwrap();
+        let reply = final_reply("Success");
+        store
+            .apply_reply(&instance, &message, &reply_id, reply, "us.east.1.1", 3_000)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replies_arriving_together_each_count_once() {
+        let (store, _dir) = testing::store().await;
+        let ids: Vec<String> = (1..=40).map(|n| format!("mi-{n:017}")).collect();
+        let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let new = command(&id_refs);
+        store.create_command(&new, "us.east.1.1").await.unwrap();
+
+        let answers: Vec<_> = (0..ids.len())
+            .map(|node| {
+                let reply_id = format!("reply-{node}");
+                tokio::spawn(answer(store.clone(), new.clone(), node, reply_id))
+            })
+            .collect();
+        for answer in answers {
+            let outcome = answer.await.unwrap();
+            assert_eq!(outcome.finished, Some(Detail::Success));
+        }
+
+        let record = store.command(&new.command_id).await.unwrap().unwrap();
+        assert_eq!(record.status, "Success");
+        let counters = record.counters;
+        assert_eq!((counters.completed_count, counters.success_count), (40, 40));
+        assert_eq!((counters.started, counters.in_flight), (40, 0));
+    }
+
+    #[tokio::test]
+    async fn a_final_reply_hands_its_caller_the_nodes_it_made_room_for() {
+        let (store, _dir) = testing::store().await;
+        let mut new = command(&["mi-00000000000000001", "mi-00000000000000002"]);
+        new.max_concurrency = "1".into();
+        store.create_command(&new, "us.east.1.1").await.unwrap();
+
+        let first = answer(store.clone(), new.clone(), 0, "r-1".into()).await;
+        let resent = answer(store.clone(), new.clone(), 0, "r-1".into()).await;
+
+        assert_eq!(first.notify, ["mi-00000000000000002"]);
+        assert!(resent.duplicate && resent.notify.is_empty());
+        let claimed = store
+            .claim_messages("mi-00000000000000002", 4_000, 10_000, 10)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
     }
 
     fn message(command: &NewCommand, index: usize) -> String {

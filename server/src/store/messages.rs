@@ -5,7 +5,10 @@
 //! Send messages carry no payload of their own: every node of a command receives the
 //! command's payload, stored once.
 
-use super::{Store, StoreError, WriteTx};
+use sqlx::AnyConnection;
+
+use super::batch::Batch;
+use super::{Store, StoreError};
 
 /// A message claimed for delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,40 +57,14 @@ impl Store {
             return Ok(Vec::new());
         }
 
-        let mut tx = self.begin_write().await?;
-        let rows: Vec<(String, String, Option<String>, i64, String, String)> = sqlx::query_as(
-            "SELECT m.message_id, m.topic, m.payload, m.created_ms, m.command_id, c.payload \
-             FROM messages m JOIN commands c ON c.command_id = m.command_id \
-             WHERE m.instance_id = $1 AND m.done = 0 AND m.acknowledged = 0 \
-             AND m.visible_ms <= $2 ORDER BY m.created_ms, m.message_id LIMIT $3",
-        )
-        .bind(instance_id)
-        .bind(now_ms)
-        .bind(limit)
-        .fetch_all(&mut *tx.tx)
-        .await?;
-
-        let mut claimed = Vec::with_capacity(rows.len());
-        for (message_id, topic, own_payload, created_ms, command_id, command_payload) in rows {
-            sqlx::query(
-                "UPDATE messages SET visible_ms = $1, deliveries = deliveries + 1 \
-                 WHERE message_id = $2",
-            )
-            .bind(now_ms + visibility_ms)
-            .bind(&message_id)
-            .execute(&mut *tx.tx)
+        let instance_id = instance_id.to_owned();
+        let (claimed, _) = self
+            .in_batch(move |batch| {
+                Box::pin(
+                    async move { claim(batch, &instance_id, now_ms, visibility_ms, limit).await },
+                )
+            })
             .await?;
-            if own_payload.is_none() {
-                start_invocation(&mut tx, &command_id, instance_id, now_ms).await?;
-            }
-            claimed.push(QueuedMessage {
-                message_id,
-                topic,
-                payload: own_payload.unwrap_or(command_payload),
-                created_ms,
-            });
-        }
-        tx.commit().await?;
         Ok(claimed)
     }
 
@@ -109,27 +86,13 @@ impl Store {
         instance_id: &str,
         message_id: &str,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let Some(message) = owned(&mut tx, instance_id, message_id).await? else {
-            return Ok(false);
-        };
-        sqlx::query("UPDATE messages SET acknowledged = 1 WHERE message_id = $1")
-            .bind(message_id)
-            .execute(&mut *tx.tx)
+        let (instance_id, message_id) = (instance_id.to_owned(), message_id.to_owned());
+        let (known, _) = self
+            .in_batch(move |batch| {
+                Box::pin(async move { acknowledge(batch, &instance_id, &message_id).await })
+            })
             .await?;
-        if !message.is_cancel {
-            sqlx::query(
-                "UPDATE invocations SET delivered = 1, \
-                 detail = CASE WHEN detail = 'Delayed' THEN 'InProgress' ELSE detail END \
-                 WHERE command_id = $1 AND instance_id = $2",
-            )
-            .bind(&message.command_id)
-            .bind(instance_id)
-            .execute(&mut *tx.tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        Ok(known)
     }
 
     /// Removes a message from the queue (`DeleteMessage`); `false` when unknown.
@@ -151,7 +114,7 @@ impl Store {
 
 /// The message `message_id` if it belongs to `instance_id`.
 pub(crate) async fn owned(
-    tx: &mut WriteTx,
+    conn: &mut AnyConnection,
     instance_id: &str,
     message_id: &str,
 ) -> Result<Option<OwnedMessage>, StoreError> {
@@ -160,29 +123,40 @@ pub(crate) async fn owned(
     )
     .bind(message_id)
     .bind(instance_id)
-    .fetch_optional(&mut *tx.tx)
+    .fetch_optional(conn)
     .await?;
     Ok(row.map(|(command_id, topic)| OwnedMessage {
+        is_cancel: is_cancel_topic(&topic),
         command_id,
-        is_cancel: topic.starts_with(CANCEL_PREFIX),
     }))
 }
 
+/// Whether a message topic is a cancel message's.
+pub(crate) fn is_cancel_topic(topic: &str) -> bool {
+    topic.starts_with(CANCEL_PREFIX)
+}
+
 /// Whether a message was ever handed to its node.
-pub(crate) async fn was_delivered(tx: &mut WriteTx, message_id: &str) -> Result<bool, StoreError> {
+pub(crate) async fn was_delivered(
+    conn: &mut AnyConnection,
+    message_id: &str,
+) -> Result<bool, StoreError> {
     let deliveries: Option<(i64,)> =
         sqlx::query_as("SELECT deliveries FROM messages WHERE message_id = $1")
             .bind(message_id)
-            .fetch_optional(&mut *tx.tx)
+            .fetch_optional(conn)
             .await?;
     Ok(deliveries.is_some_and(|(n,)| n > 0))
 }
 
 /// Takes a message out of the queue for good.
-pub(crate) async fn mark_done(tx: &mut WriteTx, message_id: &str) -> Result<(), StoreError> {
+pub(crate) async fn mark_done(
+    conn: &mut AnyConnection,
+    message_id: &str,
+) -> Result<(), StoreError> {
     sqlx::query("UPDATE messages SET done = 1 WHERE message_id = $1")
         .bind(message_id)
-        .execute(&mut *tx.tx)
+        .execute(conn)
         .await?;
     Ok(())
 }
@@ -191,7 +165,7 @@ pub(crate) async fn mark_done(tx: &mut WriteTx, message_id: &str) -> Result<(), 
 /// sequence number `last_seq`. `topic` is the suffix after the topic prefix
 /// (`us.east.1.1`); agents match on the prefix only.
 pub(crate) async fn enqueue_sends(
-    tx: &mut WriteTx,
+    conn: &mut AnyConnection,
     command_id: &str,
     last_seq: i64,
     topic: &str,
@@ -209,7 +183,7 @@ pub(crate) async fn enqueue_sends(
     .bind(now_ms)
     .bind(command_id)
     .bind(last_seq)
-    .execute(&mut *tx.tx)
+    .execute(conn)
     .await?;
     Ok(())
 }
@@ -218,7 +192,7 @@ pub(crate) async fn enqueue_sends(
 /// Cancel messages get their own UUID, since AWS's agent stores each message under
 /// the command id it reads from the message id.
 pub(crate) async fn enqueue_cancel(
-    tx: &mut WriteTx,
+    conn: &mut AnyConnection,
     instance_id: &str,
     command_id: &str,
     target: &str,
@@ -230,7 +204,7 @@ pub(crate) async fn enqueue_cancel(
     let topic = format!("{CANCEL_PREFIX}.{topic}");
     let payload = serde_json::json!({ "CancelMessageId": target }).to_string();
     insert(
-        tx,
+        conn,
         &message_id,
         instance_id,
         command_id,
@@ -242,7 +216,7 @@ pub(crate) async fn enqueue_cancel(
 }
 
 async fn insert(
-    tx: &mut WriteTx,
+    conn: &mut AnyConnection,
     message_id: &str,
     instance_id: &str,
     command_id: &str,
@@ -261,48 +235,121 @@ async fn insert(
     .bind(topic)
     .bind(payload)
     .bind(now_ms)
-    .execute(&mut *tx.tx)
+    .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Marks an invocation handed out for the first time `InProgress`, and its command
-/// with it.
-async fn start_invocation(
-    tx: &mut WriteTx,
-    command_id: &str,
+/// Claims the due messages of `instance_id` (see [`Store::claim_messages`]).
+async fn claim(
+    batch: &mut Batch,
     instance_id: &str,
     now_ms: i64,
-) -> Result<(), StoreError> {
-    let started = sqlx::query(
-        "UPDATE invocations SET detail = 'InProgress', updated_ms = $1 \
-         WHERE command_id = $2 AND instance_id = $3 AND detail = 'Pending'",
+    visibility_ms: i64,
+    limit: i64,
+) -> Result<Vec<QueuedMessage>, StoreError> {
+    let rows: Vec<ClaimRow> = sqlx::query_as(
+        "SELECT m.message_id, m.topic, m.payload, m.created_ms, m.command_id, c.payload, \
+         i.detail FROM messages m JOIN commands c ON c.command_id = m.command_id \
+         LEFT JOIN invocations i ON i.command_id = m.command_id AND i.instance_id = m.instance_id \
+         WHERE m.instance_id = $1 AND m.done = 0 AND m.acknowledged = 0 \
+         AND m.visible_ms <= $2 ORDER BY m.created_ms, m.message_id LIMIT $3",
     )
-    .bind(now_ms)
-    .bind(command_id)
     .bind(instance_id)
-    .execute(&mut *tx.tx)
+    .bind(now_ms)
+    .bind(limit)
+    .fetch_all(batch.conn())
     .await?;
-    if started.rows_affected() > 0 {
+
+    let mut claimed = Vec::with_capacity(rows.len());
+    for (message_id, topic, own_payload, created_ms, command_id, command_payload, detail) in rows {
         sqlx::query(
-            "UPDATE commands SET started = started + 1, \
-             status = CASE WHEN status = 'Pending' THEN 'InProgress' ELSE status END, \
-             status_details = CASE WHEN status_details = 'Pending' THEN 'InProgress' \
-             ELSE status_details END WHERE command_id = $1",
+            "UPDATE messages SET visible_ms = $1, deliveries = deliveries + 1 \
+             WHERE message_id = $2",
         )
-        .bind(command_id)
-        .execute(&mut *tx.tx)
+        .bind(now_ms + visibility_ms)
+        .bind(&message_id)
+        .execute(batch.conn())
         .await?;
+        if own_payload.is_none() {
+            let detail = detail.as_deref().unwrap_or_default();
+            take_up(batch, &command_id, instance_id, detail, now_ms).await?;
+        }
+        claimed.push(QueuedMessage {
+            message_id,
+            topic,
+            payload: own_payload.unwrap_or(command_payload),
+            created_ms,
+        });
     }
-    // A redelivery takes a Delayed invocation up again.
+    Ok(claimed)
+}
+
+/// A due message, its command's payload and its invocation's detail.
+type ClaimRow = (
+    String,
+    String,
+    Option<String>,
+    i64,
+    String,
+    String,
+    Option<String>,
+);
+
+/// An invocation handed out for the first time, or again after it was `Delayed`,
+/// becomes `InProgress`; the first time also counts it as started.
+async fn take_up(
+    batch: &mut Batch,
+    command_id: &str,
+    instance_id: &str,
+    detail: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    if detail != "Pending" && detail != "Delayed" {
+        return Ok(());
+    }
     sqlx::query(
         "UPDATE invocations SET detail = 'InProgress', updated_ms = $1 \
-         WHERE command_id = $2 AND instance_id = $3 AND detail = 'Delayed'",
+         WHERE command_id = $2 AND instance_id = $3",
     )
     .bind(now_ms)
     .bind(command_id)
     .bind(instance_id)
-    .execute(&mut *tx.tx)
+    .execute(batch.conn())
     .await?;
+    if detail == "Pending" {
+        batch.counters(command_id).await?.started += 1;
+    }
     Ok(())
+}
+
+/// Acknowledges a message of `instance_id`; `false` when it has no such message.
+async fn acknowledge(
+    batch: &mut Batch,
+    instance_id: &str,
+    message_id: &str,
+) -> Result<bool, StoreError> {
+    let message: Option<(String, String)> = sqlx::query_as(
+        "UPDATE messages SET acknowledged = 1 WHERE message_id = $1 AND instance_id = $2 \
+         RETURNING command_id, topic",
+    )
+    .bind(message_id)
+    .bind(instance_id)
+    .fetch_optional(batch.conn())
+    .await?;
+    let Some((command_id, topic)) = message else {
+        return Ok(false);
+    };
+    if !is_cancel_topic(&topic) {
+        sqlx::query(
+            "UPDATE invocations SET delivered = 1, \
+             detail = CASE WHEN detail = 'Delayed' THEN 'InProgress' ELSE detail END \
+             WHERE command_id = $1 AND instance_id = $2",
+        )
+        .bind(&command_id)
+        .bind(instance_id)
+        .execute(batch.conn())
+        .await?;
+    }
+    Ok(true)
 }

@@ -7,6 +7,7 @@
 //! epoch milliseconds. Every write is committed before the call returns.
 
 mod activations;
+mod batch;
 mod commands;
 mod documents;
 mod messages;
@@ -66,6 +67,12 @@ pub enum StoreError {
     /// A query failed.
     #[error("database query failed")]
     Query(#[from] sqlx::Error),
+    /// A write shared a transaction with others, and that transaction failed.
+    #[error("a batch of writes failed")]
+    Batch(#[source] Arc<StoreError>),
+    /// The task that runs batched writes has stopped.
+    #[error("the store is shutting down")]
+    Stopped,
 }
 
 /// The schema, one entry per migration, applied in order and recorded by number.
@@ -84,6 +91,9 @@ pub struct Store {
     write_lock: Option<Arc<Mutex<()>>>,
     /// When this process last wrote each node's ping.
     pings: Arc<PingCache>,
+    /// Where the messages API's writes queue to share transactions (see `batch`);
+    /// `None` on the store that the queue's own task uses.
+    queue: Option<batch::BatchQueue>,
 }
 
 /// The last ping time this process wrote per node, so that a node's frequent calls
@@ -156,12 +166,14 @@ impl Store {
             .map_err(open_error)?;
 
         let write_lock = sqlite.then(|| Arc::new(Mutex::new(())));
-        let store = Store {
+        let mut store = Store {
             pool,
             write_lock,
             pings: Arc::default(),
+            queue: None,
         };
         store.migrate().await?;
+        store.queue = Some(batch::BatchQueue::start(store.clone()));
         info!(database = %shown, "database ready");
         Ok(store)
     }
