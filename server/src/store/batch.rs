@@ -32,7 +32,7 @@ use crate::engine::{self, Counters, Detail, Limit};
 
 /// Most writes one batch transaction carries, so that other writers (a `SendCommand`,
 /// say) wait for the write lock at most this long.
-const MAX_BATCH: usize = 128;
+const MAX_BATCH: usize = 32;
 
 /// The future of a write run inside a batch, borrowing the batch.
 pub(crate) type BatchFuture<'b, T> =

@@ -15,7 +15,7 @@ use tagrun_wire::reply::{PluginRuntimeStatus, ReplyPayload};
 
 use super::batch::{Batch, Ending};
 use super::{Store, StoreError, messages};
-use crate::engine::{self, Counters, Detail};
+use crate::engine::{self, Counters, Detail, Limit};
 
 /// A command as `SendCommand` accepted it.
 #[derive(Debug, Clone)]
@@ -192,15 +192,39 @@ impl Store {
             counters.finish(invocation.detail, false);
         }
 
+        // The first invocations that concurrency allows are released as they are
+        // inserted, so the first nodes can be woken as soon as this commits.
+        let max_concurrency = Limit::parse(&command.max_concurrency).unwrap_or(Limit::Count(50));
+        let max_errors = Limit::parse(&command.max_errors).unwrap_or(Limit::Count(0));
+        let room = engine::releasable(&counters, max_concurrency, max_errors);
+        let released: Vec<bool> = command
+            .invocations
+            .iter()
+            .scan(0_u64, |taken, invocation| {
+                let release = invocation.detail == Detail::Pending && *taken < room;
+                *taken += u64::from(release);
+                Some(release)
+            })
+            .collect();
+        counters.in_flight = released.iter().filter(|&&r| r).count() as u64;
+
         let mut batch = Batch::begin(self).await?;
         insert_command(batch.conn(), command, &counters).await?;
-        for (chunk, invocations) in command.invocations.chunks(INSERT_BATCH).enumerate() {
+        let rows = command.invocations.iter().zip(&released);
+        let rows: Vec<(&NewInvocation, bool)> = rows.map(|(i, &r)| (i, r)).collect();
+        for (chunk, invocations) in rows.chunks(INSERT_BATCH).enumerate() {
             insert_invocations(batch.conn(), command, chunk * INSERT_BATCH, invocations).await?;
         }
-        batch
-            .advance(&command.command_id, topic, command.requested_ms)
-            .await?;
-        batch.commit_alone().await
+        let now_ms = command.requested_ms;
+        messages::enqueue_created(batch.conn(), &command.command_id, topic, now_ms).await?;
+        batch.advance(&command.command_id, topic, now_ms).await?;
+        batch.commit_alone().await?;
+
+        let nodes = command.invocations.iter().zip(released);
+        Ok(nodes
+            .filter(|(_, released)| *released)
+            .map(|(invocation, _)| invocation.instance_id.clone())
+            .collect())
     }
 
     /// One command.
@@ -461,7 +485,7 @@ async fn insert_command(
          no_targets, target_count, completed_count, error_count, delivery_timed_out_count, \
          success_count, neutral_count, cancelled_count, in_flight, cancelling, started) VALUES \
          ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'Pending', 'Pending', 0, \
-         $14, $15, $16, $17, $18, $19, $20, $21, 0, 0, 0)",
+         $14, $15, $16, $17, $18, $19, $20, $21, $22, 0, 0)",
     )
     .bind(&command.command_id)
     .bind(command.requested_ms)
@@ -484,6 +508,7 @@ async fn insert_command(
     .bind(count(counters.success_count))
     .bind(count(counters.neutral_count))
     .bind(count(counters.cancelled_count))
+    .bind(count(counters.in_flight))
     .execute(conn)
     .await?;
     Ok(())
@@ -492,24 +517,26 @@ async fn insert_command(
 /// Rows per multi-row `INSERT`: well under SQLite's limit on bound parameters.
 const INSERT_BATCH: usize = 100;
 
-/// Inserts a batch of invocations whose first has sequence number `first_seq`.
+/// Inserts a batch of invocations, each with whether it is released, whose first has
+/// sequence number `first_seq`.
 async fn insert_invocations(
     conn: &mut AnyConnection,
     command: &NewCommand,
     first_seq: usize,
-    invocations: &[NewInvocation],
+    invocations: &[(&NewInvocation, bool)],
 ) -> Result<(), sqlx::Error> {
     let rows: Vec<String> = (0..invocations.len())
         .map(|i| {
-            let p = i * 6;
+            let p = i * 7;
             format!(
-                "($1, ${}, ${}, ${}, ${}, 0, 0, NULL, ${}, '', '{{}}', '', ${})",
+                "($1, ${}, ${}, ${}, ${}, ${}, 0, NULL, ${}, '', '{{}}', '', ${})",
                 p + 2,
                 p + 3,
                 p + 4,
                 p + 5,
                 p + 6,
-                p + 7
+                p + 7,
+                p + 8
             )
         })
         .collect();
@@ -520,7 +547,7 @@ async fn insert_invocations(
         rows.join(", ")
     );
     let mut query = sqlx::query(&sql).bind(&command.command_id);
-    for (offset, invocation) in invocations.iter().enumerate() {
+    for (offset, &(invocation, released)) in invocations.iter().enumerate() {
         let end_ms = invocation
             .detail
             .is_terminal()
@@ -530,6 +557,7 @@ async fn insert_invocations(
             .bind(i64::try_from(first_seq + offset).unwrap_or(i64::MAX))
             .bind(&invocation.instance_name)
             .bind(invocation.detail.as_str())
+            .bind(i64::from(released))
             .bind(end_ms)
             .bind(command.requested_ms);
     }

@@ -171,20 +171,45 @@ pub(crate) async fn enqueue_sends(
     topic: &str,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let topic = format!("{}.{topic}", tagrun_wire::messages::SEND_COMMAND_TOPIC);
-    sqlx::query(
-        "INSERT INTO messages (message_id, instance_id, command_id, topic, payload, created_ms, \
-         visible_ms, acknowledged, done, deliveries) \
-         SELECT 'aws.ssm.' || command_id || '.' || instance_id, instance_id, command_id, $1, \
-         NULL, $2, $2, 0, 0, 0 FROM invocations WHERE command_id = $3 AND released = 0 \
-         AND detail = 'Pending' AND seq <= $4 ON CONFLICT (message_id) DO NOTHING",
-    )
-    .bind(topic)
-    .bind(now_ms)
-    .bind(command_id)
-    .bind(last_seq)
-    .execute(conn)
-    .await?;
+    let sql = format!(
+        "{INSERT_SENDS} AND released = 0 AND detail = 'Pending' AND seq <= $4 \
+         ON CONFLICT (message_id) DO NOTHING"
+    );
+    sqlx::query(&sql)
+        .bind(send_topic(topic))
+        .bind(now_ms)
+        .bind(command_id)
+        .bind(last_seq)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Inserts a send message for each invocation of command `$3` that the caller's
+/// condition selects: topic `$1`, queued at `$2`.
+const INSERT_SENDS: &str = "INSERT INTO messages (message_id, instance_id, command_id, topic, \
+    payload, created_ms, visible_ms, acknowledged, done, deliveries) \
+    SELECT 'aws.ssm.' || command_id || '.' || instance_id, instance_id, command_id, $1, NULL, \
+    $2, $2, 0, 0, 0 FROM invocations WHERE command_id = $3";
+
+/// The full topic of send messages, from its suffix.
+fn send_topic(suffix: &str) -> String {
+    format!("{}.{suffix}", tagrun_wire::messages::SEND_COMMAND_TOPIC)
+}
+
+/// Queues the send messages of a new command's released invocations.
+pub(crate) async fn enqueue_created(
+    conn: &mut AnyConnection,
+    command_id: &str,
+    topic: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(&format!("{INSERT_SENDS} AND released = 1"))
+        .bind(send_topic(topic))
+        .bind(now_ms)
+        .bind(command_id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

@@ -31,7 +31,9 @@ pub use commands::{
 };
 pub use documents::{AddVersionOutcome, DocumentRecord, DocumentVersion, NewVersion};
 pub use messages::QueuedMessage;
-pub use nodes::{Node, NodeCredentials, PlatformFacts, Registration, RegistrationOutcome};
+pub use nodes::{
+    Node, NodeCredentials, PlatformFacts, Registration, RegistrationOutcome, TargetNode,
+};
 pub use tags::{ResourceKind, TagSource};
 
 /// Why a storage operation failed.

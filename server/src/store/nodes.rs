@@ -6,6 +6,17 @@ use sqlx::any::AnyRow;
 use super::tags::{ResourceKind, TagSource};
 use super::{Store, StoreError};
 
+/// What `SendCommand` needs of a node to target it, read without the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetNode {
+    /// `mi-…` or `i-…`.
+    pub instance_id: String,
+    /// The host name its agent reported.
+    pub computer_name: Option<String>,
+    /// `Linux`, `Windows` or `MacOS`, as its agent reported.
+    pub platform_type: Option<String>,
+}
+
 /// A registered node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
@@ -213,6 +224,23 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| node_from_row(&r)).transpose()
+    }
+
+    /// Every node, with only what targeting needs, by id.
+    pub async fn target_nodes(&self) -> Result<Vec<TargetNode>, StoreError> {
+        let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT instance_id, computer_name, platform_type FROM nodes ORDER BY instance_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let nodes = rows
+            .into_iter()
+            .map(|(instance_id, computer_name, platform_type)| TargetNode {
+                instance_id,
+                computer_name,
+                platform_type,
+            });
+        Ok(nodes.collect())
     }
 
     /// Every node, by id.

@@ -16,7 +16,7 @@ use crate::engine::Detail;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{
-    CommandRecord, NewCommand, NewInvocation, Node, PluginResult, ResourceKind, now_ms,
+    CommandRecord, NewCommand, NewInvocation, PluginResult, ResourceKind, TargetNode, now_ms,
 };
 use crate::{arn, ids};
 
@@ -161,7 +161,7 @@ async fn plan_invocations(
     input: &SendInput,
     document: &Document,
 ) -> Result<Vec<NewInvocation>, ApiError> {
-    let nodes = state.store.nodes().await?;
+    let nodes = state.store.target_nodes().await?;
     let all_tags = state.store.all_tags(ResourceKind::ManagedInstance).await?;
     let tags_of = |id: &str| all_tags.get(id).cloned().unwrap_or_default();
 
@@ -199,7 +199,7 @@ async fn plan_invocations(
     Ok(invocations)
 }
 
-fn node_resource(state: &AppState, node: &Node, tags: BTreeMap<String, String>) -> Resource {
+fn node_resource(state: &AppState, node: &TargetNode, tags: BTreeMap<String, String>) -> Resource {
     Resource {
         arn: arn::node(
             &state.config.region,
@@ -210,18 +210,17 @@ fn node_resource(state: &AppState, node: &Node, tags: BTreeMap<String, String>) 
     }
 }
 
-fn new_invocation(node: &Node, detail: Detail) -> NewInvocation {
+fn new_invocation(node: &TargetNode, detail: Detail) -> NewInvocation {
     NewInvocation {
         instance_id: node.instance_id.clone(),
-        instance_name: node.facts.computer_name.clone().unwrap_or_default(),
+        instance_name: node.computer_name.clone().unwrap_or_default(),
         detail,
     }
 }
 
 /// Whether a node whose platform is known runs the document; unknown platforms pass.
-fn supports(document: &Document, node: &Node) -> bool {
+fn supports(document: &Document, node: &TargetNode) -> bool {
     let platform = node
-        .facts
         .platform_type
         .as_deref()
         .and_then(|p| p.parse::<Platform>().ok());
@@ -229,7 +228,7 @@ fn supports(document: &Document, node: &Node) -> bool {
 }
 
 /// Whether a node satisfies every target (AND); within one target any value (OR).
-fn matches_targets(targets: &[Target], node: &Node, tags: &BTreeMap<String, String>) -> bool {
+fn matches_targets(targets: &[Target], node: &TargetNode, tags: &BTreeMap<String, String>) -> bool {
     targets.iter().all(|target| {
         let key = target.key.as_str();
         if key.eq_ignore_ascii_case("InstanceIds") {

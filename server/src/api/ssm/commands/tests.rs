@@ -1,20 +1,10 @@
 use super::*;
 
-fn node(id: &str, platform: Option<&str>) -> Node {
-    Node {
+fn node(id: &str, platform: Option<&str>) -> TargetNode {
+    TargetNode {
         instance_id: id.into(),
-        resource_type: "ManagedInstance".into(),
-        activation_id: None,
-        iam_role: "R".into(),
-        name: String::new(),
-        public_key: None,
-        fingerprint: None,
-        registered_ms: 0,
-        last_ping_ms: None,
-        facts: crate::store::PlatformFacts {
-            platform_type: platform.map(str::to_owned),
-            ..Default::default()
-        },
+        computer_name: None,
+        platform_type: platform.map(str::to_owned),
     }
 }
 
