@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand};
 use tagrun_agent::client::Transport;
 use tagrun_agent::config::{self, AgentConfig};
 use tagrun_agent::identity;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::prelude::*;
 
 /// The tagrun node agent.
 #[derive(Parser)]
@@ -49,9 +50,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(log_filter())
         .init();
 
     // One thread is plenty for an agent that mostly waits, and keeps its memory small;
@@ -73,6 +74,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The log filter from `RUST_LOG` (`info` when unset or unreadable): a default level and
+/// `target=level` pairs, such as `warn,tagrun_agent::runner=debug`.
+///
+/// Limitation: span and field filters (`[span{field=value}]=level`) are not understood;
+/// a `RUST_LOG` using them falls back to `info`. The full filter would bring a regular
+/// expression engine into the agent's memory at every start.
+fn log_filter() -> Targets {
+    let text = std::env::var("RUST_LOG").unwrap_or_default();
+    parse_log_filter(&text).unwrap_or_else(|error| {
+        eprintln!("tagrun-agent: RUST_LOG not understood ({error}), logging at info");
+        Targets::new().with_default(LevelFilter::INFO)
+    })
+}
+
+fn parse_log_filter(text: &str) -> Result<Targets, tracing_subscriber::filter::ParseError> {
+    if text.trim().is_empty() {
+        return Ok(Targets::new().with_default(LevelFilter::INFO));
+    }
+    text.parse()
 }
 
 async fn dispatch(command: Command) -> anyhow::Result<()> {
@@ -122,5 +144,30 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+
+    use super::*;
+
+    #[test]
+    fn log_filter_takes_a_default_level_and_per_target_levels() {
+        let filter = parse_log_filter("warn,tagrun_agent::runner=debug").expect("filter");
+
+        assert!(filter.would_enable("tagrun_agent::runner", &Level::DEBUG));
+        assert!(!filter.would_enable("tagrun_agent::poller", &Level::INFO));
+        assert!(filter.would_enable("hyper", &Level::WARN));
+    }
+
+    #[test]
+    fn log_filter_defaults_to_info_and_refuses_what_it_cannot_read() {
+        let filter = parse_log_filter("").expect("default");
+
+        assert!(filter.would_enable("tagrun_agent", &Level::INFO));
+        assert!(!filter.would_enable("tagrun_agent", &Level::DEBUG));
+        assert!(parse_log_filter("tagrun_agent=loud").is_err());
     }
 }

@@ -1,5 +1,6 @@
 //! The long-poll loop and what happens to each message, in AWS's agent's order: store the
-//! command, reply `InProgress`, acknowledge, then run it on a worker.
+//! command with its `InProgress` reply, hand it to a worker, send that reply, acknowledge.
+//! The worker's steps report only after the `InProgress` reply.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -153,9 +154,11 @@ impl Dispatcher {
             .await
             .map_err(|source| spool_error(message, source))?;
         info!(%command_id, "command received");
-        self.flush_then_ack(message).await?;
+        // Started first: the worker readies the step (its directory, its durable started
+        // marker) while the receipt and the acknowledgement are on the wire. The receipt
+        // was queued first, so it still reaches the server before any reply of the step.
         self.start(record).await;
-        Ok(())
+        self.flush_then_ack(message).await
     }
 
     async fn store_with_receipt(&self, record: &CommandRecord) -> Result<(), SpoolError> {

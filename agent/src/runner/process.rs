@@ -225,8 +225,7 @@ async fn write_script(path: &Path, interpreter: Interpreter, text: &str) -> Resu
     bytes.extend_from_slice(text.as_bytes());
     // Written before the `started` marker, which is what makes a run durable; a script
     // lost in a crash before the marker simply was never started.
-    std::fs::write(path, &bytes)
-        .map_err(|e| format!("could not write {}: {e}", path.display()))?;
+    std::fs::write(path, &bytes).map_err(|e| format!("could not write {}: {e}", path.display()))?;
     let permissions = std::fs::Permissions::from_mode(0o700);
     std::fs::set_permissions(path, permissions)
         .map_err(|e| format!("could not make {} executable: {e}", path.display()))
