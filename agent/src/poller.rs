@@ -17,7 +17,7 @@ use tracing::{debug, error, info, instrument, warn};
 use crate::backoff::Backoff;
 use crate::client::{Client, ClientError};
 use crate::reply::{self, Outbox};
-use crate::runner::{Finish, Runner, plan_command};
+use crate::runner::{Finish, Gate, RunError, Runner, plan_command};
 use crate::spool::{CommandRecord, Spool, SpoolError, error_chain};
 
 /// A long poll answered with an error after at least this long was the client timing out
@@ -87,7 +87,7 @@ impl Dispatcher {
         let count = records.len();
         for record in records {
             info!(command_id = %record.command_id, "resuming command");
-            self.start(record).await;
+            self.start(record, Gate::open()).await;
         }
         Ok(count)
     }
@@ -148,16 +148,24 @@ impl Dispatcher {
             cancel_requested: false,
             steps: Vec::new(),
         };
-        // The record and the receipt are stored together, before the acknowledgement: an
-        // acknowledged command is never lost.
-        self.store_with_receipt(&record)
-            .await
+        // A command with neither record nor done marker never ran anything (its steps
+        // wait for its record, see `Gate`): output left by an earlier delivery that a
+        // crash cut short before its record reached the disk is cleared, so its started
+        // markers cannot stop it.
+        self.spool
+            .clear_output(&command_id)
             .map_err(|source| spool_error(message, source))?;
+
+        // The worker readies the first step (its directory, its durable started marker)
+        // while the record and the receipt are stored together, and starts the process
+        // once they are: an acknowledged command is never lost, and the receipt, queued
+        // first, reaches the server before any reply of a step.
+        let (switch, gate) = Gate::pending();
+        self.start(record.clone(), gate).await;
+        let stored = self.store_with_receipt(&record).await;
+        switch.send_replace(Some(stored.is_ok()));
+        stored.map_err(|source| spool_error(message, source))?;
         info!(%command_id, "command received");
-        // Started first: the worker readies the step (its directory, its durable started
-        // marker) while the receipt and the acknowledgement are on the wire. The receipt
-        // was queued first, so it still reaches the server before any reply of the step.
-        self.start(record).await;
         self.flush_then_ack(message).await
     }
 
@@ -188,7 +196,7 @@ impl Dispatcher {
             .map_err(|source| spool_error(message, source))?;
         if let Some(record) = records.into_iter().find(|r| r.command_id == command_id) {
             info!(%command_id, "starting a command whose acknowledgement had failed");
-            self.start(record).await;
+            self.start(record, Gate::open()).await;
         }
         Ok(())
     }
@@ -250,7 +258,7 @@ impl Dispatcher {
             .map_err(|source| client_error(message, source))
     }
 
-    async fn start(&self, record: CommandRecord) {
+    async fn start(&self, record: CommandRecord, gate: Gate) {
         let (switch, cancel) = watch::channel(record.cancel_requested);
         self.running
             .lock()
@@ -270,13 +278,16 @@ impl Dispatcher {
             let Ok(_permit) = workers.acquire_owned().await else {
                 return;
             };
-            match runner.execute(record, cancel).await {
+            match runner.execute(record, cancel, gate).await {
                 Ok(Finish::Done) => {
                     if let Err(error) = spool.finish_command(&command_id).await {
                         error!(%command_id, error = %error_chain(&error), "could not finish");
                     }
                 }
                 Ok(Finish::Rebooting) => info!(%command_id, "command resumes after the reboot"),
+                Err(RunError::NotStored { .. }) => {
+                    debug!(%command_id, "command not stored, it runs when it comes again");
+                }
                 Err(error) => error!(%command_id, error = %error_chain(&error), "command stalled"),
             }
             running.lock().await.remove(&message_id);

@@ -45,6 +45,13 @@ pub const EXIT_STOPPED: i32 = 137;
 /// Why a command could not be carried on.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// Its record could not be stored when it arrived, so it does not run (its message
+    /// comes again); nothing of it was spawned or queued.
+    #[error("command {command_id} was not stored, so it does not run")]
+    NotStored {
+        /// The command.
+        command_id: String,
+    },
     /// Its state or a reply could not be stored.
     #[error("could not store the progress of command {command_id}")]
     Spool {
@@ -63,6 +70,42 @@ pub enum Finish {
     Done,
     /// A step asked for a reboot; the command resumes after it.
     Rebooting,
+}
+
+/// Holds back a command's first process until its record is durable.
+///
+/// A new command's record and its receipt are written while its worker readies the first
+/// step, so the two waits for the disk overlap; the step's process starts only once the
+/// record is on disk. So a command without a record never ran anything, whatever the
+/// crash, and what output it left may be cleared (see the poller).
+#[derive(Debug, Clone, Default)]
+pub struct Gate(Option<watch::Receiver<Option<bool>>>);
+
+/// Opens or shuts a [`Gate`]: `Some(true)` once the record is durable, `Some(false)` if it
+/// could not be stored. Dropping it unset shuts the gate.
+pub type GateSwitch = watch::Sender<Option<bool>>;
+
+impl Gate {
+    /// An open gate, for a command whose record is on disk already.
+    pub fn open() -> Self {
+        Self(None)
+    }
+
+    /// A gate waiting for its switch.
+    pub fn pending() -> (GateSwitch, Self) {
+        let (switch, state) = watch::channel(None);
+        (switch, Self(Some(state)))
+    }
+
+    /// Waits until the gate is decided; whether the command may go on.
+    pub async fn pass(&self) -> bool {
+        let Some(state) = &self.0 else {
+            return true;
+        };
+        let mut state = state.clone();
+        let decided = state.wait_for(Option::is_some).await;
+        decided.is_ok_and(|value| *value == Some(true))
+    }
 }
 
 /// What the runner needs to know about the node.
@@ -142,16 +185,20 @@ impl Runner {
         }
     }
 
-    /// Runs (or resumes) a command to its end, queuing its replies.
+    /// Runs (or resumes) a command to its end, queuing its replies. Nothing is spawned,
+    /// queued or saved before `gate` opens; a shut gate ends the run with
+    /// [`RunError::NotStored`].
     #[instrument(skip_all, fields(command_id = %record.command_id))]
     pub async fn execute(
         &self,
         mut record: CommandRecord,
         mut cancel: watch::Receiver<bool>,
+        gate: Gate,
     ) -> Result<Finish, RunError> {
         let plan = match plan_command(&record.payload) {
             Ok((_, plan)) => plan,
             Err(trace) => {
+                self.pass(&gate, &record).await?;
                 self.reply(&record, &reply::rejected(&trace, SystemTime::now()))
                     .await?;
                 return Ok(Finish::Done);
@@ -160,6 +207,7 @@ impl Runner {
         // A fresh step list needs no save (the plan gives it again); a reset after a
         // reboot does, so that the new attempt is not counted twice.
         if prepare_steps(&mut record, &plan) {
+            self.pass(&gate, &record).await?;
             self.save(&record).await?;
         }
 
@@ -178,8 +226,10 @@ impl Runner {
             } else if *cancel.borrow() || record.cancel_requested {
                 not_run(ResultStatus::Cancelled, "Step cancelled before it started")
             } else {
-                self.run_step(&mut record, index, step, &mut cancel).await?
+                let run = self.run_step(&mut record, index, step, &mut cancel, &gate);
+                run.await?
             };
+            self.pass(&gate, &record).await?;
             stopped |= outcome.stop == Stop::Remaining || stops_after(step, outcome.status);
             let reboot = outcome.stop == Stop::Reboot;
             if index + 1 == plan.steps.len() && !reboot {
@@ -235,12 +285,23 @@ impl Runner {
         Ok(Finish::Done)
     }
 
+    /// Waits for the gate; an error when it shut.
+    async fn pass(&self, gate: &Gate, record: &CommandRecord) -> Result<(), RunError> {
+        if gate.pass().await {
+            return Ok(());
+        }
+        Err(RunError::NotStored {
+            command_id: record.command_id.clone(),
+        })
+    }
+
     async fn run_step(
         &self,
         record: &mut CommandRecord,
         index: usize,
         step: &PlanStep,
         cancel: &mut watch::Receiver<bool>,
+        gate: &Gate,
     ) -> Result<StepOutcome, RunError> {
         let scripts = match &step.action {
             _ if !step.precondition_met => {
@@ -269,7 +330,8 @@ impl Runner {
                 .step_dir(&record.command_id, index, &dir_name)
                 .await
                 .map_err(|source| self.spool_error(record, source))?;
-            let spec = self.script_spec(record, script, dir.clone());
+            let mut spec = self.script_spec(record, script, dir.clone());
+            spec.gate = gate.clone();
             let end = process::run_or_resume(&spec, cancel).await;
             let outcome = outcome_of(&end, script.timeout_seconds, &dir).await;
             let stop = outcome.stop;
@@ -296,6 +358,7 @@ impl Runner {
         );
         environment.insert("SSM_COMMAND_ID".to_owned(), record.command_id.clone());
         ScriptSpec {
+            gate: Gate::open(),
             dir,
             interpreter: match script.shell {
                 Shell::Sh => Interpreter::Sh,

@@ -373,6 +373,16 @@ impl Spool {
         Ok(self.reply_files().await?.len())
     }
 
+    /// Removes whatever output a command has. Not synced: output that comes back after a
+    /// power failure is cleared again when the command next arrives.
+    pub fn clear_output(&self, command_id: &str) -> Result<(), SpoolError> {
+        let dir = self.root.join("output").join(safe_name(command_id));
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("clear", &dir)(e)),
+            _ => Ok(()),
+        }
+    }
+
     /// The output directory of step `index` of a command, created with mode 0700.
     pub async fn step_dir(
         &self,
@@ -867,6 +877,19 @@ mod tests {
 
         assert!(held.is_none());
         assert_eq!(released.expect("a reply").1.reply_id, "first");
+    }
+
+    #[tokio::test]
+    async fn clearing_output_removes_a_commands_leftovers_and_tolerates_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path()).await.expect("open");
+        let step = spool.step_dir("c", 0, "step").await.expect("dir");
+        std::fs::write(step.join("started"), b"{}").expect("marker");
+
+        spool.clear_output("c").expect("clear");
+        spool.clear_output("never-seen").expect("nothing to clear");
+
+        assert!(!dir.path().join("output/c").exists());
     }
 
     #[test]

@@ -310,6 +310,32 @@ async fn independent_commands_run_at_the_same_time() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_whose_record_never_reached_the_disk_runs_when_it_comes_again() {
+    let fake = Fake::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // What a crash leaves when it comes after the step's started marker was written but
+    // before the command's record was: a marker, and no record.
+    let step_dir = dir.path().join("output/c-again/0-aws_runShellScript.0.0");
+    std::fs::create_dir_all(&step_dir).expect("step dir");
+    std::fs::write(
+        step_dir.join("started"),
+        br#"{"boot_id":"","started_at_ms":1}"#,
+    )
+    .expect("marker");
+    let agent = start(&config_text(&fake, dir.path(), &static_keys()));
+
+    fake.push_command("c-again", NODE, &["echo again"]);
+    let replies = fake
+        .final_replies(&format!("aws.ssm.c-again.{NODE}"), WAIT)
+        .await;
+    agent.stop().await;
+
+    let last = replies.last().expect("final");
+    assert_eq!(last["documentStatus"], "Success");
+    assert_eq!(step(last)["output"], "again\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivered_command_is_acknowledged_but_not_run_again() {
     let fake = Fake::start().await;
     let dir = tempfile::tempdir().expect("tempdir");

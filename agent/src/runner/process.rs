@@ -86,6 +86,8 @@ pub struct ScriptSpec {
     pub environment: BTreeMap<String, String>,
     /// Time between SIGTERM and SIGKILL when the script is stopped.
     pub kill_grace: Duration,
+    /// The process starts only once this opens (its `started` marker is written before).
+    pub gate: super::Gate,
 }
 
 /// How a script ended.
@@ -149,9 +151,17 @@ async fn start(spec: &ScriptSpec) -> Result<Child, String> {
     // The script's directory, and the two above it, may have been created just now: their
     // entries become durable together with the marker.
     let parents: Vec<PathBuf> = spec.dir.ancestors().take(3).map(Path::to_owned).collect();
-    crate::spool::write_new(vec![(spec.dir.join("started"), marker)], parents)
+    let marker_path = spec.dir.join("started");
+    crate::spool::write_new(vec![(marker_path.clone(), marker)], parents)
         .await
         .map_err(|e| crate::spool::error_chain(&e))?;
+    if !spec.gate.pass().await {
+        // Not synced: a marker that comes back is cleared when the command comes again.
+        if let Err(error) = std::fs::remove_file(&marker_path) {
+            debug!(%error, "could not remove the started marker of a step not started");
+        }
+        return Err("the command was not stored, so its step does not start".to_owned());
+    }
 
     let stdout = open_output(&spec.dir.join("stdout"))?;
     let stderr = open_output(&spec.dir.join("stderr"))?;

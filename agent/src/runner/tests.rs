@@ -39,7 +39,8 @@ impl Harness {
 
     async fn execute(&self, record: CommandRecord) -> Finish {
         let (_switch, cancel) = watch::channel(false);
-        self.runner.execute(record, cancel).await.expect("runs")
+        let run = self.runner.execute(record, cancel, Gate::open());
+        run.await.expect("runs")
     }
 }
 
@@ -307,4 +308,23 @@ fn exit_codes_map_to_aws_statuses() {
         classify(&ScriptEnd::Lost(String::new())),
         (ResultStatus::Failed, 1, Stop::No)
     );
+}
+
+#[tokio::test]
+async fn a_command_whose_record_was_not_stored_runs_and_queues_nothing() {
+    let h = harness().await;
+    let marker = h.dir.path().join("ran");
+    let payload = shell_payload(&[&format!("touch {}", marker.display())], "3600");
+    let (switch, gate) = Gate::pending();
+    let (_cancel_switch, cancel) = watch::channel(false);
+
+    switch.send_replace(Some(false));
+    let result = h.runner.execute(record(&payload), cancel, gate).await;
+
+    assert!(
+        matches!(result, Err(RunError::NotStored { .. })),
+        "{result:?}"
+    );
+    assert!(!marker.exists());
+    assert!(h.replies().await.is_empty());
 }

@@ -9,6 +9,7 @@ fn spec(dir: &Path, text: &str, timeout: Duration) -> ScriptSpec {
         timeout,
         environment: BTreeMap::from([("GREETING".to_owned(), "hello".to_owned())]),
         kill_grace: Duration::from_secs(2),
+        gate: crate::runner::Gate::open(),
     }
 }
 
@@ -210,5 +211,48 @@ async fn a_started_marker_cut_short_by_a_crash_means_the_script_never_ran() {
     assert!(
         read_started(dir.path()).await.is_some(),
         "marker rewritten whole"
+    );
+}
+
+#[tokio::test]
+async fn a_shut_gate_leaves_the_script_unstarted_and_without_marker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ran = dir.path().join("ran");
+    let mut script = spec(
+        dir.path(),
+        &format!("touch {}\n", ran.display()),
+        Duration::from_secs(30),
+    );
+    let (switch, gate) = crate::runner::Gate::pending();
+    script.gate = gate;
+    let (_tx, mut rx) = no_cancel();
+
+    drop(switch);
+    let end = run_or_resume(&script, &mut rx).await;
+
+    assert!(matches!(end, ScriptEnd::NotStarted(reason) if reason.contains("not stored")));
+    assert!(!dir.path().join("started").exists());
+    assert!(!ran.exists());
+}
+
+#[tokio::test]
+async fn a_script_waits_for_its_gate_then_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut script = spec(dir.path(), "echo go\n", Duration::from_secs(30));
+    let (switch, gate) = crate::runner::Gate::pending();
+    script.gate = gate;
+    let (_tx, mut rx) = no_cancel();
+
+    let run = tokio::spawn(async move { run_or_resume(&script, &mut rx).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let waiting = !dir.path().join("pid").exists();
+    switch.send_replace(Some(true));
+    let end = run.await.expect("task");
+
+    assert!(waiting, "the script started before its gate opened");
+    assert_eq!(end, ScriptEnd::Exited(0));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("stdout")).expect("stdout"),
+        "go\n"
     );
 }
