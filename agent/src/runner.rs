@@ -1,9 +1,10 @@
 //! Runs a command: its plan's steps in order as processes, with a reply after each step
 //! and a final reply, and the special exit codes AWS's agent honours.
 //!
-//! Step progress is saved in the command's record after every step, and each script's
-//! exit code is kept on disk by its wrapper (see [`process`]), so a restarted agent picks
-//! the command up where it stopped and never runs a script twice.
+//! Step progress is saved in the command's record after every step but the last (whose
+//! reply goes to disk with the final reply, just before the command is marked done), and
+//! each script's exit code is kept on disk by its wrapper (see [`process`]), so a
+//! restarted agent picks the command up where it stopped and never runs a script twice.
 //!
 //! Limitation: output goes to the state directory and the replies only; a command's
 //! `OutputS3BucketName` and `CloudWatchOutputEnabled` are ignored.
