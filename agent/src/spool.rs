@@ -32,8 +32,8 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -132,7 +132,7 @@ pub struct Spool {
     next_reply: AtomicU64,
     /// Sequence numbers of replies whose files exist but are not yet durable; the outbox
     /// sends nothing from the first of them on, so a reply is on disk before it is sent.
-    writing: Mutex<BTreeSet<u64>>,
+    writing: Arc<Mutex<BTreeSet<u64>>>,
 }
 
 /// New files to make durable together with [`Spool::commit`]: a new command record, its
@@ -145,12 +145,12 @@ pub struct Batch {
 
 /// Takes reply sequence numbers out of [`Spool::writing`] when a commit ends, however it
 /// ends.
-struct Writing<'a> {
-    set: &'a Mutex<BTreeSet<u64>>,
+struct Writing {
+    set: Arc<Mutex<BTreeSet<u64>>>,
     sequences: Vec<u64>,
 }
 
-impl Drop for Writing<'_> {
+impl Drop for Writing {
     fn drop(&mut self) {
         let mut set = self
             .set
@@ -183,7 +183,7 @@ impl Spool {
         let spool = Self {
             root: root.to_owned(),
             next_reply: AtomicU64::new(0),
-            writing: Mutex::new(BTreeSet::new()),
+            writing: Arc::new(Mutex::new(BTreeSet::new())),
         };
         for part in ["commands", "replies", "done"] {
             remove_temporary_files(&root.join(part)).await;
@@ -248,13 +248,23 @@ impl Spool {
     }
 
     /// Writes the batch's files and returns once all of them are durable.
+    ///
+    /// The write runs as a task of its own, so a caller that is cancelled (the agent
+    /// abandons its workers when it stops) does not release the replies to the outbox
+    /// before they are durable.
     pub async fn commit(&self, batch: Batch) -> Result<(), SpoolError> {
         self.lock_writing().extend(batch.replies.iter().copied());
-        let _done = Writing {
-            set: &self.writing,
+        let done = Writing {
+            set: Arc::clone(&self.writing),
             sequences: batch.replies,
         };
-        write_new(batch.files, Vec::new()).await
+        let files = batch.files;
+        let write = tokio::spawn(async move {
+            let written = write_new(files, Vec::new()).await;
+            drop(done);
+            written
+        });
+        write.await.unwrap_or_else(|join| Err(join_error(&join)))
     }
 
     fn lock_writing(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
@@ -859,6 +869,38 @@ mod tests {
         assert!(spool.has_command("c").await);
         assert_eq!(spool.pending_replies().await.expect("count"), 2);
         assert!(spool.writing.lock().expect("lock").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_commit_whose_caller_is_cancelled_still_finishes_then_releases_its_reply() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Arc::new(Spool::open(dir.path()).await.expect("open"));
+        let mut batch = spool.batch();
+        spool.stage_reply(&mut batch, &reply("r")).expect("stage");
+        let caller = {
+            let spool = Arc::clone(&spool);
+            tokio::spawn(async move { spool.commit(batch).await })
+        };
+
+        tokio::task::yield_now().await;
+        let held = !spool.writing.lock().expect("lock").is_empty();
+        caller.abort();
+        tokio::task::yield_now().await;
+        let held_after_cancel = !spool.writing.lock().expect("lock").is_empty();
+        for _ in 0..200 {
+            if spool.writing.lock().expect("lock").is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        assert!(held, "the reply was not held while being written");
+        assert!(
+            held_after_cancel,
+            "the cancel released a reply not yet durable"
+        );
+        assert!(spool.writing.lock().expect("lock").is_empty());
+        assert_eq!(spool.pending_replies().await.expect("count"), 1);
     }
 
     #[tokio::test]
