@@ -84,6 +84,8 @@ async fn get_messages(
     let hold = Duration::from_secs(state.config.long_poll_secs);
     let deadline = Instant::now() + hold;
 
+    let visibility_ms = visibility_secs * 1000;
+    let mut was_woken = false;
     let claimed = loop {
         let notify = state.wakeups.for_node(instance_id);
         let woken = notify.notified();
@@ -93,17 +95,17 @@ async fn get_messages(
         let now = now_ms();
         let claimed = state
             .store
-            .claim_messages(instance_id, now, visibility_secs * 1000, MAX_MESSAGES)
+            .claim_messages(instance_id, now, visibility_ms, MAX_MESSAGES, was_woken)
             .await?;
         if !claimed.is_empty() || Instant::now() >= deadline {
             break claimed;
         }
         let wait_until = next_check(state, instance_id, now, deadline).await?;
-        tokio::select! {
-            () = &mut woken => {}
-            () = tokio::time::sleep_until(wait_until) => {}
+        was_woken = tokio::select! {
+            () = &mut woken => true,
+            () = tokio::time::sleep_until(wait_until) => false,
             () = state.wakeups.shutting_down() => break Vec::new(),
-        }
+        };
     };
 
     let messages: Vec<Message> = claimed

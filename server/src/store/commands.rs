@@ -890,7 +890,7 @@ mod tests {
         let new = command(&["mi-00000000000000001", "mi-00000000000000002"]);
         store.create_command(&new, "us.east.1.1").await.unwrap();
         store
-            .claim_messages("mi-00000000000000001", 2_000, 10_000, 10)
+            .claim_messages("mi-00000000000000001", 2_000, 10_000, 10, false)
             .await
             .unwrap();
         store
@@ -919,7 +919,7 @@ mod tests {
         let new = command(&["mi-00000000000000001"]);
         store.create_command(&new, "us.east.1.1").await.unwrap();
         store
-            .claim_messages("mi-00000000000000001", 2_000, 10_000, 10)
+            .claim_messages("mi-00000000000000001", 2_000, 10_000, 10, false)
             .await
             .unwrap();
         store
@@ -939,7 +939,7 @@ mod tests {
         );
         assert!(
             store
-                .claim_messages("mi-00000000000000001", 9_999_999, 1, 10)
+                .claim_messages("mi-00000000000000001", 9_999_999, 1, 10, false)
                 .await
                 .unwrap()
                 .is_empty()
@@ -955,7 +955,7 @@ mod tests {
         let released = store.create_command(&new, "us.east.1.1").await.unwrap();
         assert_eq!(released, ["mi-00000000000000001"]);
         let none = store
-            .claim_messages("mi-00000000000000002", 2_000, 10_000, 10)
+            .claim_messages("mi-00000000000000002", 2_000, 10_000, 10, false)
             .await
             .unwrap();
         assert!(none.is_empty());
@@ -985,7 +985,7 @@ mod tests {
         let new = command(&["mi-00000000000000001"]);
         store.create_command(&new, "us.east.1.1").await.unwrap();
         store
-            .claim_messages("mi-00000000000000001", 2_000, 10_000, 10)
+            .claim_messages("mi-00000000000000001", 2_000, 10_000, 10, false)
             .await
             .unwrap();
 
@@ -995,7 +995,7 @@ mod tests {
             .await
             .unwrap();
         store
-            .claim_messages("mi-00000000000000001", 12_500, 10_000, 10)
+            .claim_messages("mi-00000000000000001", 12_500, 10_000, 10, false)
             .await
             .unwrap();
         let again = store
@@ -1028,7 +1028,7 @@ mod tests {
         let instance = new.invocations[node].instance_id.clone();
         let message = message(&new, node);
         store
-            .claim_messages(&instance, 2_000, 10_000, 10)
+            .claim_messages(&instance, 2_000, 10_000, 10, false)
             .await
             .unwrap();
         let reply = final_reply("Success");
@@ -1077,7 +1077,7 @@ mod tests {
         assert_eq!(first.notify, ["mi-00000000000000002"]);
         assert!(resent.duplicate && resent.notify.is_empty());
         let claimed = store
-            .claim_messages("mi-00000000000000002", 4_000, 10_000, 10)
+            .claim_messages("mi-00000000000000002", 4_000, 10_000, 10, false)
             .await
             .unwrap();
         assert_eq!(claimed.len(), 1);

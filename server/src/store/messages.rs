@@ -37,26 +37,21 @@ const CANCEL_PREFIX: &str = "aws.ssm.cancelCommand";
 impl Store {
     /// Claims up to `limit` messages for `instance_id` that are due, hiding each for
     /// `visibility_ms`. Invocations handed out for the first time become `InProgress`.
+    ///
+    /// A poll that was `woken` because a message was queued for its node goes straight
+    /// to the write; any other first looks for a due message without writing, the
+    /// common case of an idle node.
     pub async fn claim_messages(
         &self,
         instance_id: &str,
         now_ms: i64,
         visibility_ms: i64,
         limit: i64,
+        woken: bool,
     ) -> Result<Vec<QueuedMessage>, StoreError> {
-        let due: Option<(i64,)> = sqlx::query_as(
-            "SELECT 1 FROM messages WHERE instance_id = $1 AND done = 0 AND acknowledged = 0 \
-             AND visible_ms <= $2 LIMIT 1",
-        )
-        .bind(instance_id)
-        .bind(now_ms)
-        .fetch_optional(&self.pool)
-        .await?;
-        if due.is_none() {
-            // The common case for an idle node: no write transaction at all.
+        if !woken && !self.has_due_message(instance_id, now_ms).await? {
             return Ok(Vec::new());
         }
-
         let instance_id = instance_id.to_owned();
         let (claimed, _) = self
             .in_batch(move |batch| {
@@ -66,6 +61,19 @@ impl Store {
             })
             .await?;
         Ok(claimed)
+    }
+
+    /// Whether a message of `instance_id` is due, read without writing.
+    async fn has_due_message(&self, instance_id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let due: Option<(i64,)> = sqlx::query_as(
+            "SELECT 1 FROM messages WHERE instance_id = $1 AND done = 0 AND acknowledged = 0 \
+             AND visible_ms <= $2 LIMIT 1",
+        )
+        .bind(instance_id)
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(due.is_some())
     }
 
     /// When the next hidden message of `instance_id` becomes visible again, if any.
