@@ -249,22 +249,22 @@ impl Spool {
 
     /// Writes the batch's files and returns once all of them are durable.
     ///
-    /// The write runs as a task of its own, so a caller that is cancelled (the agent
-    /// abandons its workers when it stops) does not release the replies to the outbox
-    /// before they are durable.
+    /// The files are renamed and their syncs started at once; the wait for the syncs runs
+    /// as a task of its own, so a caller that is cancelled (the agent abandons its workers
+    /// when it stops) does not release the replies to the outbox before they are durable.
     pub async fn commit(&self, batch: Batch) -> Result<(), SpoolError> {
         self.lock_writing().extend(batch.replies.iter().copied());
         let done = Writing {
             set: Arc::clone(&self.writing),
             sequences: batch.replies,
         };
-        let files = batch.files;
-        let write = tokio::spawn(async move {
-            let written = write_new(files, Vec::new()).await;
+        let syncs = publish_all(batch.files, Vec::new())?;
+        let wait = tokio::spawn(async move {
+            let synced = wait_for_syncs(syncs).await;
             drop(done);
-            written
+            synced
         });
-        write.await.unwrap_or_else(|join| Err(join_error(&join)))
+        wait.await.unwrap_or_else(|join| Err(join_error(&join)))
     }
 
     fn lock_writing(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
@@ -495,12 +495,28 @@ pub async fn write_new(
     files: Vec<(PathBuf, Vec<u8>)>,
     dirs: Vec<PathBuf>,
 ) -> Result<(), SpoolError> {
+    let syncs = publish_all(files, dirs)?;
+    wait_for_syncs(syncs).await
+}
+
+/// Syncs running on blocking threads.
+type Syncs = JoinSet<Result<(), SpoolError>>;
+
+/// Renames every file into place, then starts syncing the files and the directories (their
+/// own and `dirs`). If a file cannot be written, those already renamed are removed again.
+fn publish_all(files: Vec<(PathBuf, Vec<u8>)>, dirs: Vec<PathBuf>) -> Result<Syncs, SpoolError> {
     let mut dirs: BTreeSet<PathBuf> = dirs.into_iter().collect();
     dirs.extend(files.iter().map(|(path, _)| parent_of(path).to_owned()));
-    let written = files
-        .into_iter()
-        .map(|(path, bytes)| publish(&path, &bytes).map(|file| (path, file)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut written = Vec::with_capacity(files.len());
+    for (path, bytes) in files {
+        match publish(&path, &bytes) {
+            Ok(file) => written.push((path, file)),
+            Err(error) => {
+                unpublish(&written);
+                return Err(error);
+            }
+        }
+    }
 
     let mut syncs = JoinSet::new();
     for (path, file) in written {
@@ -509,6 +525,18 @@ pub async fn write_new(
     for dir in dirs {
         syncs.spawn_blocking(move || sync_dir_blocking(&dir));
     }
+    Ok(syncs)
+}
+
+fn unpublish(written: &[(PathBuf, std::fs::File)]) {
+    for (path, _) in written {
+        if let Err(error) = std::fs::remove_file(path) {
+            warn!(%error, path = %path.display(), "could not remove a file of a failed write");
+        }
+    }
+}
+
+async fn wait_for_syncs(mut syncs: Syncs) -> Result<(), SpoolError> {
     let mut result = Ok(());
     while let Some(joined) = syncs.join_next().await {
         let synced = joined.unwrap_or_else(|join| Err(join_error(&join)));
@@ -901,6 +929,25 @@ mod tests {
         );
         assert!(spool.writing.lock().expect("lock").is_empty());
         assert_eq!(spool.pending_replies().await.expect("count"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_group_that_cannot_be_written_whole_leaves_none_of_its_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = dir.path().join("first.json");
+        let unwritable = dir.path().join("missing-dir/second.json");
+
+        let result = write_new(
+            vec![
+                (first.clone(), b"{}".to_vec()),
+                (unwritable, b"{}".to_vec()),
+            ],
+            Vec::new(),
+        )
+        .await;
+
+        assert!(result.is_err());
+        assert!(!first.exists());
     }
 
     #[tokio::test]
