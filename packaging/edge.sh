@@ -66,15 +66,19 @@ for target in "${targets[@]}"; do
         "$version" "$target" $((SECONDS - started))
 done
 
-# Under qemu-user, a unit test that stops a step right after starting it is only
+# Under qemu-user, the unit tests that stop a step right after starting it are only
 # meaningful on musl. qemu-user runs a vfork (clone with CLONE_VFORK) as a plain fork, so
 # the parent does not wait for the child's exec. glibc's posix_spawn relies on that wait;
 # musl's waits on a pipe that the exec closes. So on the glibc armv7 build
 # (TAGRUN_ARMV7_TARGET) under qemu-arm-static, Command::spawn can return before the child
-# has made its own process group, and runner::tests::a_step_past_its_timeout_is_timed_out
-# (whose paused clock reaches the 5-second timeout at once) then signals a group that
-# does not exist yet and waits forever for `sleep 600`; that test is skipped there.
-# Natively both C libraries return from the spawn only after the exec.
+# has made its own process group. The two tests below run on a paused clock that reaches
+# the step's time limit at once; they then signal a group that does not exist yet and
+# wait forever for `sleep 600`, so they are skipped there. Natively both C libraries
+# return from the spawn only after the exec.
+glibc_qemu_skips=(
+    --skip runner::tests::a_step_past_its_timeout_is_timed_out
+    --skip runner::process::tests::stops_a_script_at_its_time_limit
+)
 if [ "$run_tests" = yes ]; then
     for target in "${targets[@]}"; do
         emulator="$(qemu_for "$target")"
@@ -82,8 +86,7 @@ if [ "$run_tests" = yes ]; then
         skip=()
         if [ -n "$emulator" ]; then
             export "$runner_var=$emulator"
-            [[ "$target" != *-gnu* ]] \
-                || skip=(--skip runner::tests::a_step_past_its_timeout_is_timed_out)
+            [[ "$target" != *-gnu* ]] || skip=("${glibc_qemu_skips[@]}")
         fi
         set_cargo_cmd "$target"
         echo "==> agent unit tests on $target${emulator:+ under $emulator}"
