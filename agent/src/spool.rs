@@ -904,7 +904,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let spool = Arc::new(Spool::open(dir.path()).await.expect("open"));
         let mut batch = spool.batch();
-        spool.stage_reply(&mut batch, &reply("r")).expect("stage");
+        // Large enough that syncing it to disk outlasts the checks below by far, so the
+        // test sees the reply while it is being written on any machine.
+        let mut large = reply("r");
+        large.payload = "x".repeat(8 << 20);
+        spool.stage_reply(&mut batch, &large).expect("stage");
         let caller = {
             let spool = Arc::clone(&spool);
             tokio::spawn(async move { spool.commit(batch).await })
@@ -915,7 +919,7 @@ mod tests {
         caller.abort();
         tokio::task::yield_now().await;
         let held_after_cancel = !spool.writing.lock().expect("lock").is_empty();
-        for _ in 0..200 {
+        for _ in 0..3000 {
             if spool.writing.lock().expect("lock").is_empty() {
                 break;
             }
