@@ -17,6 +17,12 @@ if [ "${1:-}" = --edge ]; then
     have aarch64-linux-gnu-gcc || want+=(gcc-aarch64-linux-gnu)
     have arm-linux-gnueabihf-gcc || want+=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross)
     have qemu-aarch64-static || want+=(qemu-user-static)
+    # armv7 musl: Debian's musl for armhf (its gcc wrapper), std built from rust-src.
+    if ! have arm-linux-musleabihf-gcc; then
+        dpkg --add-architecture armhf
+        want+=(musl-dev:armhf)
+    fi
+    rustup component add rust-src
 fi
 if [ ${#want[@]} -gt 0 ]; then
     apt-get update -q
