@@ -173,8 +173,15 @@ const INVOCATION_COLUMNS: &str = "command_id, instance_id, instance_name, detail
     end_ms, trace_output, plugins_json";
 
 impl Store {
-    /// Stores a new command and its invocations and releases the first ones.
-    /// Returns the nodes that now have a message.
+    /// Stores a new command and releases its first invocations. Returns the nodes
+    /// that now have a message.
+    ///
+    /// Only the first [`FIRST_ROWS`] invocations become rows here; the others are kept
+    /// in the command's row as one JSON value, so that the first nodes can be woken
+    /// after a small transaction rather than after thousands of row inserts. The
+    /// command is complete and durable once this returns: call
+    /// [`Store::store_remaining_invocations`] next, and should that not happen (the
+    /// process died in between), the timeout sweep does it.
     pub async fn create_command(
         &self,
         command: &NewCommand,
@@ -192,39 +199,122 @@ impl Store {
             counters.finish(invocation.detail, false);
         }
 
+        let split = command.invocations.len().min(FIRST_ROWS);
+        let (first, rest) = command.invocations.split_at(split);
         // The first invocations that concurrency allows are released as they are
-        // inserted, so the first nodes can be woken as soon as this commits.
+        // inserted, so their nodes can be woken as soon as this commits.
         let max_concurrency = Limit::parse(&command.max_concurrency).unwrap_or(Limit::Count(50));
         let max_errors = Limit::parse(&command.max_errors).unwrap_or(Limit::Count(0));
         let room = engine::releasable(&counters, max_concurrency, max_errors);
-        let released: Vec<bool> = command
-            .invocations
+        let rows: Vec<(&NewInvocation, bool)> = first
             .iter()
             .scan(0_u64, |taken, invocation| {
                 let release = invocation.detail == Detail::Pending && *taken < room;
                 *taken += u64::from(release);
-                Some(release)
+                Some((invocation, release))
             })
             .collect();
-        counters.in_flight = released.iter().filter(|&&r| r).count() as u64;
+        counters.in_flight = rows.iter().filter(|(_, released)| *released).count() as u64;
+        let unstored = (!rest.is_empty()).then(|| unstored_json(rest));
 
         let mut batch = Batch::begin(self).await?;
-        insert_command(batch.conn(), command, &counters).await?;
-        let rows = command.invocations.iter().zip(&released);
-        let rows: Vec<(&NewInvocation, bool)> = rows.map(|(i, &r)| (i, r)).collect();
-        for (chunk, invocations) in rows.chunks(INSERT_BATCH).enumerate() {
-            insert_invocations(batch.conn(), command, chunk * INSERT_BATCH, invocations).await?;
-        }
+        insert_command(batch.conn(), command, &counters, unstored.as_deref()).await?;
+        insert_invocations(
+            batch.conn(),
+            &command.command_id,
+            command.requested_ms,
+            0,
+            &rows,
+        )
+        .await?;
         let now_ms = command.requested_ms;
         messages::enqueue_created(batch.conn(), &command.command_id, topic, now_ms).await?;
         batch.advance(&command.command_id, topic, now_ms).await?;
         batch.commit_alone().await?;
 
-        let nodes = command.invocations.iter().zip(released);
-        Ok(nodes
-            .filter(|(_, released)| *released)
+        let released = rows.into_iter().filter(|(_, released)| *released);
+        Ok(released
             .map(|(invocation, _)| invocation.instance_id.clone())
             .collect())
+    }
+
+    /// Turns the invocations that [`Store::create_command`] kept as JSON into rows,
+    /// and releases those that concurrency allows. Returns the nodes that now have a
+    /// message. Does nothing when they are stored already, so it may run twice.
+    pub async fn store_remaining_invocations(
+        &self,
+        command_id: &str,
+        topic: &str,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut batch = Batch::begin(self).await?;
+        let row: Option<(Option<String>, i64, i64)> = sqlx::query_as(
+            "SELECT unstored_json, cancel_requested, requested_ms FROM commands \
+             WHERE command_id = $1",
+        )
+        .bind(command_id)
+        .fetch_optional(batch.conn())
+        .await?;
+        let Some((Some(json), cancel_requested, requested_ms)) = row else {
+            return Ok(Vec::new());
+        };
+        // Claims the work: on PostgreSQL another replica may be doing the same, and
+        // the second to get here finds nothing left to claim.
+        let claimed = sqlx::query(
+            "UPDATE commands SET unstored_json = NULL \
+             WHERE command_id = $1 AND unstored_json IS NOT NULL",
+        )
+        .bind(command_id)
+        .execute(batch.conn())
+        .await?;
+        if claimed.rows_affected() == 0 {
+            return Ok(Vec::new());
+        }
+
+        let mut rest = parse_unstored(&json)?;
+        if cancel_requested == 1 {
+            // A cancel arrived in between; what it could not see ends as it would have.
+            for invocation in rest.iter_mut().filter(|i| i.detail == Detail::Pending) {
+                invocation.detail = Detail::Cancelled;
+                batch
+                    .counters(command_id)
+                    .await?
+                    .finish(Detail::Cancelled, false);
+            }
+        }
+        let first_seq = FIRST_ROWS;
+        let rows: Vec<(&NewInvocation, bool)> = rest.iter().map(|i| (i, false)).collect();
+        for (chunk, part) in rows.chunks(INSERT_BATCH).enumerate() {
+            let seq = first_seq + chunk * INSERT_BATCH;
+            insert_invocations(batch.conn(), command_id, requested_ms, seq, part).await?;
+        }
+        batch.advance(command_id, topic, now_ms).await?;
+        batch.commit_alone().await
+    }
+
+    /// Finishes storing the invocations of commands whose `SendCommand` stopped
+    /// before it could (see [`Store::create_command`]). Returns the nodes to wake.
+    async fn store_interrupted_commands(
+        &self,
+        topic: &str,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let interrupted: Vec<String> = sqlx::query_scalar(
+            "SELECT command_id FROM commands WHERE unstored_json IS NOT NULL \
+             AND requested_ms <= $1",
+        )
+        .bind(now_ms - UNSTORED_GRACE_MS)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut notify = Vec::new();
+        for command_id in interrupted {
+            tracing::info!(%command_id, "storing the invocations of an interrupted command");
+            let released = self
+                .store_remaining_invocations(&command_id, topic, now_ms)
+                .await?;
+            notify.extend(released);
+        }
+        Ok(notify)
     }
 
     /// One command.
@@ -408,13 +498,15 @@ impl Store {
     }
 
     /// Times out invocations past their deadlines, and marks `Delayed` those whose
-    /// node let the visibility timeout pass without acknowledging. Returns the nodes
-    /// to wake.
+    /// node let the visibility timeout pass without acknowledging. Also stores the
+    /// remaining invocations of commands whose `SendCommand` was interrupted. Returns
+    /// the nodes to wake.
     pub async fn sweep_timeouts(
         &self,
         topic: &str,
         now_ms: i64,
     ) -> Result<Vec<String>, StoreError> {
+        let mut notify = self.store_interrupted_commands(topic, now_ms).await?;
         self.mark_delayed(now_ms).await?;
         let due: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT i.command_id, i.instance_id, i.detail FROM invocations i \
@@ -428,7 +520,7 @@ impl Store {
         .await?;
 
         if due.is_empty() {
-            return Ok(Vec::new());
+            return Ok(notify);
         }
         let mut batch = Batch::begin(self).await?;
         for (command_id, instance_id, detail) in due {
@@ -447,7 +539,8 @@ impl Store {
             };
             batch.finish(ending, outcome, "").await?;
         }
-        batch.commit_alone().await
+        notify.extend(batch.commit_alone().await?);
+        Ok(notify)
     }
 }
 
@@ -476,6 +569,7 @@ async fn insert_command(
     conn: &mut AnyConnection,
     command: &NewCommand,
     counters: &Counters,
+    unstored_json: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     let steps = serde_json::to_string(&command.steps).unwrap_or_else(|_| "[]".into());
     sqlx::query(
@@ -483,9 +577,10 @@ async fn insert_command(
          requester, document_name, document_version, comment, max_concurrency, max_errors, \
          request_json, payload, steps_json, status, status_details, cancel_requested, \
          no_targets, target_count, completed_count, error_count, delivery_timed_out_count, \
-         success_count, neutral_count, cancelled_count, in_flight, cancelling, started) VALUES \
+         success_count, neutral_count, cancelled_count, in_flight, cancelling, started, \
+         unstored_json) VALUES \
          ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'Pending', 'Pending', 0, \
-         $14, $15, $16, $17, $18, $19, $20, $21, $22, 0, 0)",
+         $14, $15, $16, $17, $18, $19, $20, $21, $22, 0, 0, $23)",
     )
     .bind(&command.command_id)
     .bind(command.requested_ms)
@@ -509,6 +604,7 @@ async fn insert_command(
     .bind(count(counters.neutral_count))
     .bind(count(counters.cancelled_count))
     .bind(count(counters.in_flight))
+    .bind(unstored_json)
     .execute(conn)
     .await?;
     Ok(())
@@ -517,14 +613,26 @@ async fn insert_command(
 /// Rows per multi-row `INSERT`: well under SQLite's limit on bound parameters.
 const INSERT_BATCH: usize = 100;
 
+/// Invocations a new command stores as rows before its first nodes are woken; the
+/// others follow in a second transaction.
+const FIRST_ROWS: usize = INSERT_BATCH;
+
+/// How old a command must be before the sweep stores invocations its `SendCommand`
+/// left unstored, so that the sweep does not race a call still at work.
+const UNSTORED_GRACE_MS: i64 = 2_000;
+
 /// Inserts a batch of invocations, each with whether it is released, whose first has
 /// sequence number `first_seq`.
 async fn insert_invocations(
     conn: &mut AnyConnection,
-    command: &NewCommand,
+    command_id: &str,
+    requested_ms: i64,
     first_seq: usize,
     invocations: &[(&NewInvocation, bool)],
 ) -> Result<(), sqlx::Error> {
+    if invocations.is_empty() {
+        return Ok(());
+    }
     let rows: Vec<String> = (0..invocations.len())
         .map(|i| {
             let p = i * 7;
@@ -546,12 +654,9 @@ async fn insert_invocations(
          updated_ms) VALUES {}",
         rows.join(", ")
     );
-    let mut query = sqlx::query(&sql).bind(&command.command_id);
+    let mut query = sqlx::query(&sql).bind(command_id);
     for (offset, &(invocation, released)) in invocations.iter().enumerate() {
-        let end_ms = invocation
-            .detail
-            .is_terminal()
-            .then_some(command.requested_ms);
+        let end_ms = invocation.detail.is_terminal().then_some(requested_ms);
         query = query
             .bind(&invocation.instance_id)
             .bind(i64::try_from(first_seq + offset).unwrap_or(i64::MAX))
@@ -559,10 +664,37 @@ async fn insert_invocations(
             .bind(invocation.detail.as_str())
             .bind(i64::from(released))
             .bind(end_ms)
-            .bind(command.requested_ms);
+            .bind(requested_ms);
     }
     query.execute(conn).await?;
     Ok(())
+}
+
+/// Invocations not yet stored as rows, as the command row keeps them:
+/// `[[instance id, instance name, detail], ...]`.
+fn unstored_json(invocations: &[NewInvocation]) -> String {
+    let rows: Vec<[&str; 3]> = invocations
+        .iter()
+        .map(|i| [&*i.instance_id, &*i.instance_name, i.detail.as_str()])
+        .collect();
+    serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into())
+}
+
+fn parse_unstored(json: &str) -> Result<Vec<NewInvocation>, StoreError> {
+    let corrupt = |what: String| StoreError::Query(sqlx::Error::Decode(what.into()));
+    let rows: Vec<[String; 3]> =
+        serde_json::from_str(json).map_err(|e| corrupt(format!("unstored invocations: {e}")))?;
+    rows.into_iter()
+        .map(|[instance_id, instance_name, detail]| {
+            let detail = Detail::parse(&detail)
+                .ok_or_else(|| corrupt(format!("unstored invocation detail {detail:?}")))?;
+            Ok(NewInvocation {
+                instance_id,
+                instance_name,
+                detail,
+            })
+        })
+        .collect()
 }
 
 /// A node's reply, owned so that it can wait in the write queue.
@@ -944,6 +1076,111 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    /// A command on `count` nodes, the second of them denied.
+    fn large_command(count: usize) -> NewCommand {
+        let ids: Vec<String> = (1..=count).map(|n| format!("mi-{n:017}")).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let mut new = command(&ids);
+        new.max_concurrency = "100%".into();
+        new.invocations[1].detail = Detail::AccessDenied;
+        new
+    }
+
+    fn details(invocations: &[InvocationRecord]) -> BTreeMap<&'static str, usize> {
+        let mut counts = BTreeMap::new();
+        for invocation in invocations {
+            *counts.entry(invocation.detail.as_str()).or_default() += 1;
+        }
+        counts
+    }
+
+    #[tokio::test]
+    async fn a_large_command_wakes_its_first_nodes_before_storing_the_rest() {
+        let (store, _dir) = testing::store().await;
+        let new = large_command(FIRST_ROWS + 150);
+
+        let first = store.create_command(&new, "us.east.1.1").await.unwrap();
+
+        assert_eq!(first.len(), FIRST_ROWS - 1);
+        let stored = store.invocations(Some(&new.command_id), None).await;
+        assert_eq!(stored.unwrap().len(), FIRST_ROWS);
+        let record = store.command(&new.command_id).await.unwrap().unwrap();
+        assert_eq!(record.counters.target_count, FIRST_ROWS as u64 + 150);
+
+        let rest = store
+            .store_remaining_invocations(&new.command_id, "us.east.1.1", 2_000)
+            .await
+            .unwrap();
+        assert_eq!(rest.len(), 150);
+        assert_eq!(rest[0], new.invocations[FIRST_ROWS].instance_id);
+        let again = store
+            .store_remaining_invocations(&new.command_id, "us.east.1.1", 2_000)
+            .await
+            .unwrap();
+        assert!(again.is_empty());
+
+        let stored = store
+            .invocations(Some(&new.command_id), None)
+            .await
+            .unwrap();
+        let order: Vec<&str> = stored.iter().map(|i| i.instance_id.as_str()).collect();
+        let planned: Vec<&str> = new.invocations.iter().map(|i| &*i.instance_id).collect();
+        assert_eq!(order, planned);
+        let expected = BTreeMap::from([("AccessDenied", 1), ("Pending", 249)]);
+        assert_eq!(details(&stored), expected);
+        let last = new.invocations.last().unwrap();
+        let messages = store
+            .claim_messages(&last.instance_id, 3_000, 10_000, 10, false)
+            .await
+            .unwrap();
+        assert_eq!(messages.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_sweep_stores_what_an_interrupted_send_left_unstored() {
+        let (store, _dir) = testing::store().await;
+        let new = large_command(FIRST_ROWS + 20);
+        store.create_command(&new, "us.east.1.1").await.unwrap();
+
+        let early = store.sweep_timeouts("us.east.1.1", 1_500).await.unwrap();
+        assert!(early.is_empty());
+        let woken = store
+            .sweep_timeouts("us.east.1.1", 1_000 + UNSTORED_GRACE_MS)
+            .await
+            .unwrap();
+
+        assert_eq!(woken.len(), 20);
+        let stored = store.invocations(Some(&new.command_id), None).await;
+        assert_eq!(stored.unwrap().len(), FIRST_ROWS + 20);
+    }
+
+    #[tokio::test]
+    async fn invocations_stored_after_a_cancel_end_cancelled() {
+        let (store, _dir) = testing::store().await;
+        let new = large_command(FIRST_ROWS + 5);
+        store.create_command(&new, "us.east.1.1").await.unwrap();
+        store
+            .cancel_command(&new.command_id, &[], "us.east.1.1", 1_500)
+            .await
+            .unwrap();
+
+        let woken = store
+            .store_remaining_invocations(&new.command_id, "us.east.1.1", 1_600)
+            .await
+            .unwrap();
+
+        assert!(woken.is_empty());
+        let stored = store
+            .invocations(Some(&new.command_id), None)
+            .await
+            .unwrap();
+        let expected = BTreeMap::from([("AccessDenied", 1), ("Cancelled", 104)]);
+        assert_eq!(details(&stored), expected);
+        let record = store.command(&new.command_id).await.unwrap().unwrap();
+        assert_eq!(record.status, "Cancelled");
+        assert_eq!(record.counters.completed_count, FIRST_ROWS as u64 + 5);
     }
 
     #[tokio::test]

@@ -81,6 +81,10 @@ pub enum StoreError {
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/0001_foundation.sql")),
     (2, include_str!("../../migrations/0002_run_command.sql")),
+    (
+        3,
+        include_str!("../../migrations/0003_unstored_invocations.sql"),
+    ),
 ];
 
 /// A handle on the database; cheap to clone.

@@ -109,11 +109,20 @@ pub(super) async fn send(
         invocations,
     )?;
 
-    let notify = state
+    let topic = state.topic_suffix();
+    let first = state.store.create_command(&command, &topic).await?;
+    state.wakeups.wake(&first);
+    // The command is stored in full; what follows only turns its remaining
+    // invocations into rows, which the timeout sweep also does should this fail.
+    let rest = state
         .store
-        .create_command(&command, &state.topic_suffix())
-        .await?;
-    state.wakeups.wake(&notify);
+        .store_remaining_invocations(&command.command_id, &topic, now_ms())
+        .await;
+    match rest {
+        Ok(notify) => state.wakeups.wake(&notify),
+        Err(error) => tracing::warn!(command_id = %command.command_id,
+            error = %crate::error_chain(&error), "storing invocations failed, the sweep will retry"),
+    }
     tracing::info!(command_id = %command.command_id, document = %name,
         targets = command.invocations.len(), "command accepted");
 
