@@ -292,6 +292,17 @@ impl Caller {
         ))
     }
 
+    /// A check of `action` on one resource at a time, for a call that reaches many
+    /// (a `SendCommand` through `Targets`): the request's context is built once.
+    pub fn authorizer<'a>(&'a self, action: &'a str) -> impl Fn(&Resource) -> bool + 'a {
+        let policies = self.policies();
+        let context = self.context();
+        move |resource| {
+            let request = [resource_request(resource)];
+            tagrun_policy::evaluate(policies, action, &request, &context).is_allowed()
+        }
+    }
+
     fn policies(&self) -> &[Policy] {
         match &self.principal {
             Principal::User(user) => &user.policies,

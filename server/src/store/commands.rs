@@ -239,57 +239,76 @@ impl Store {
     }
 
     /// Turns the invocations that [`Store::create_command`] kept as JSON into rows,
-    /// and releases those that concurrency allows. Returns the nodes that now have a
-    /// message. Does nothing when they are stored already, so it may run twice.
+    /// [`LATER_ROWS`] per transaction, and releases those that concurrency allows,
+    /// handing each transaction's released nodes to `released` once it commits.
+    /// Between transactions the write lock is free, so nodes already woken claim
+    /// their messages without waiting for the whole command. Stores nothing twice,
+    /// so it may run again, or on two replicas at once.
     pub async fn store_remaining_invocations(
         &self,
         command_id: &str,
         topic: &str,
         now_ms: i64,
-    ) -> Result<Vec<String>, StoreError> {
-        let mut batch = Batch::begin(self).await?;
-        let row: Option<(Option<String>, i64, i64)> = sqlx::query_as(
-            "SELECT unstored_json, cancel_requested, requested_ms FROM commands \
-             WHERE command_id = $1",
-        )
-        .bind(command_id)
-        .fetch_optional(batch.conn())
-        .await?;
-        let Some((Some(json), cancel_requested, requested_ms)) = row else {
-            return Ok(Vec::new());
-        };
-        // Claims the work: on PostgreSQL another replica may be doing the same, and
-        // the second to get here finds nothing left to claim.
-        let claimed = sqlx::query(
-            "UPDATE commands SET unstored_json = NULL \
-             WHERE command_id = $1 AND unstored_json IS NOT NULL",
-        )
-        .bind(command_id)
-        .execute(batch.conn())
-        .await?;
-        if claimed.rows_affected() == 0 {
-            return Ok(Vec::new());
-        }
+        mut released: impl FnMut(Vec<String>),
+    ) -> Result<(), StoreError> {
+        let mut rest: Option<Vec<NewInvocation>> = None;
+        loop {
+            let mut batch = Batch::begin(self).await?;
+            let row: Option<(Option<String>, i64, i64, i64)> = sqlx::query_as(
+                "SELECT unstored_json, unstored_next, cancel_requested, requested_ms \
+                 FROM commands WHERE command_id = $1",
+            )
+            .bind(command_id)
+            .fetch_optional(batch.conn())
+            .await?;
+            let Some((Some(json), next, cancel_requested, requested_ms)) = row else {
+                return Ok(());
+            };
+            let rest = match &mut rest {
+                Some(rest) => rest,
+                None => rest.insert(parse_unstored(&json)?),
+            };
+            let next = usize::try_from(next).unwrap_or(usize::MAX).min(rest.len());
+            let end = (next + LATER_ROWS).min(rest.len());
 
-        let mut rest = parse_unstored(&json)?;
-        if cancel_requested == 1 {
-            // A cancel arrived in between; what it could not see ends as it would have.
-            for invocation in rest.iter_mut().filter(|i| i.detail == Detail::Pending) {
-                invocation.detail = Detail::Cancelled;
-                batch
-                    .counters(command_id)
-                    .await?
-                    .finish(Detail::Cancelled, false);
+            // Claims the rows: another replica may be at the same command, and the
+            // second to get here sees `unstored_next` moved and starts again.
+            let done = end == rest.len();
+            let claimed = sqlx::query(
+                "UPDATE commands SET unstored_next = $1, \
+                 unstored_json = CASE WHEN $2 = 1 THEN NULL ELSE unstored_json END \
+                 WHERE command_id = $3 AND unstored_next = $4 AND unstored_json IS NOT NULL",
+            )
+            .bind(i64::try_from(end).unwrap_or(i64::MAX))
+            .bind(i64::from(done))
+            .bind(command_id)
+            .bind(i64::try_from(next).unwrap_or(i64::MAX))
+            .execute(batch.conn())
+            .await?;
+            if claimed.rows_affected() == 0 {
+                continue;
+            }
+
+            let chunk = &mut rest[next..end];
+            if cancel_requested == 1 {
+                // A cancel came first; what it could not see ends as it would have.
+                for invocation in chunk.iter_mut().filter(|i| i.detail == Detail::Pending) {
+                    invocation.detail = Detail::Cancelled;
+                    let counters = batch.counters(command_id).await?;
+                    counters.finish(Detail::Cancelled, false);
+                }
+            }
+            let rows: Vec<(&NewInvocation, bool)> = chunk.iter().map(|i| (i, false)).collect();
+            for (part, rows) in rows.chunks(INSERT_BATCH).enumerate() {
+                let seq = FIRST_ROWS + next + part * INSERT_BATCH;
+                insert_invocations(batch.conn(), command_id, requested_ms, seq, rows).await?;
+            }
+            batch.advance(command_id, topic, now_ms).await?;
+            released(batch.commit_alone().await?);
+            if done {
+                return Ok(());
             }
         }
-        let first_seq = FIRST_ROWS;
-        let rows: Vec<(&NewInvocation, bool)> = rest.iter().map(|i| (i, false)).collect();
-        for (chunk, part) in rows.chunks(INSERT_BATCH).enumerate() {
-            let seq = first_seq + chunk * INSERT_BATCH;
-            insert_invocations(batch.conn(), command_id, requested_ms, seq, part).await?;
-        }
-        batch.advance(command_id, topic, now_ms).await?;
-        batch.commit_alone().await
     }
 
     /// Finishes storing the invocations of commands whose `SendCommand` stopped
@@ -309,10 +328,10 @@ impl Store {
         let mut notify = Vec::new();
         for command_id in interrupted {
             tracing::info!(%command_id, "storing the invocations of an interrupted command");
-            let released = self
-                .store_remaining_invocations(&command_id, topic, now_ms)
-                .await?;
-            notify.extend(released);
+            self.store_remaining_invocations(&command_id, topic, now_ms, |nodes| {
+                notify.extend(nodes);
+            })
+            .await?;
         }
         Ok(notify)
     }
@@ -613,9 +632,13 @@ async fn insert_command(
 /// Rows per multi-row `INSERT`: well under SQLite's limit on bound parameters.
 const INSERT_BATCH: usize = 100;
 
-/// Invocations a new command stores as rows before its first nodes are woken; the
-/// others follow in a second transaction.
-const FIRST_ROWS: usize = INSERT_BATCH;
+/// Invocations a new command stores as rows before its first nodes are woken (as
+/// many as `MaxConcurrency` releases by default); the others follow in later
+/// transactions.
+const FIRST_ROWS: usize = 50;
+
+/// Invocations per later transaction of a large command.
+const LATER_ROWS: usize = INSERT_BATCH;
 
 /// How old a command must be before the sweep stores invocations its `SendCommand`
 /// left unstored, so that the sweep does not race a call still at work.
@@ -1088,6 +1111,18 @@ mod tests {
         new
     }
 
+    /// Stores a command's remaining invocations; the nodes released on the way.
+    async fn remaining(store: &Store, command_id: &str, now_ms: i64) -> Vec<String> {
+        let mut released = Vec::new();
+        store
+            .store_remaining_invocations(command_id, "us.east.1.1", now_ms, |nodes| {
+                released.extend(nodes);
+            })
+            .await
+            .unwrap();
+        released
+    }
+
     fn details(invocations: &[InvocationRecord]) -> BTreeMap<&'static str, usize> {
         let mut counts = BTreeMap::new();
         for invocation in invocations {
@@ -1109,16 +1144,10 @@ mod tests {
         let record = store.command(&new.command_id).await.unwrap().unwrap();
         assert_eq!(record.counters.target_count, FIRST_ROWS as u64 + 150);
 
-        let rest = store
-            .store_remaining_invocations(&new.command_id, "us.east.1.1", 2_000)
-            .await
-            .unwrap();
+        let rest = remaining(&store, &new.command_id, 2_000).await;
         assert_eq!(rest.len(), 150);
         assert_eq!(rest[0], new.invocations[FIRST_ROWS].instance_id);
-        let again = store
-            .store_remaining_invocations(&new.command_id, "us.east.1.1", 2_000)
-            .await
-            .unwrap();
+        let again = remaining(&store, &new.command_id, 2_000).await;
         assert!(again.is_empty());
 
         let stored = store
@@ -1128,7 +1157,7 @@ mod tests {
         let order: Vec<&str> = stored.iter().map(|i| i.instance_id.as_str()).collect();
         let planned: Vec<&str> = new.invocations.iter().map(|i| &*i.instance_id).collect();
         assert_eq!(order, planned);
-        let expected = BTreeMap::from([("AccessDenied", 1), ("Pending", 249)]);
+        let expected = BTreeMap::from([("AccessDenied", 1), ("Pending", FIRST_ROWS + 149)]);
         assert_eq!(details(&stored), expected);
         let last = new.invocations.last().unwrap();
         let messages = store
@@ -1166,17 +1195,14 @@ mod tests {
             .await
             .unwrap();
 
-        let woken = store
-            .store_remaining_invocations(&new.command_id, "us.east.1.1", 1_600)
-            .await
-            .unwrap();
+        let woken = remaining(&store, &new.command_id, 1_600).await;
 
         assert!(woken.is_empty());
         let stored = store
             .invocations(Some(&new.command_id), None)
             .await
             .unwrap();
-        let expected = BTreeMap::from([("AccessDenied", 1), ("Cancelled", 104)]);
+        let expected = BTreeMap::from([("AccessDenied", 1), ("Cancelled", FIRST_ROWS + 4)]);
         assert_eq!(details(&stored), expected);
         let record = store.command(&new.command_id).await.unwrap().unwrap();
         assert_eq!(record.status, "Cancelled");

@@ -116,12 +116,13 @@ pub(super) async fn send(
     // invocations into rows, which the timeout sweep also does should this fail.
     let rest = state
         .store
-        .store_remaining_invocations(&command.command_id, &topic, now_ms())
+        .store_remaining_invocations(&command.command_id, &topic, now_ms(), |nodes| {
+            state.wakeups.wake(&nodes);
+        })
         .await;
-    match rest {
-        Ok(notify) => state.wakeups.wake(&notify),
-        Err(error) => tracing::warn!(command_id = %command.command_id,
-            error = %crate::error_chain(&error), "storing invocations failed, the sweep will retry"),
+    if let Err(error) = rest {
+        tracing::warn!(command_id = %command.command_id, error = %crate::error_chain(&error),
+            "storing invocations failed, the sweep will retry");
     }
     tracing::info!(command_id = %command.command_id, document = %name,
         targets = command.invocations.len(), "command accepted");
@@ -170,8 +171,10 @@ async fn plan_invocations(
     input: &SendInput,
     document: &Document,
 ) -> Result<Vec<NewInvocation>, ApiError> {
-    let nodes = state.store.target_nodes().await?;
-    let all_tags = state.store.all_tags(ResourceKind::ManagedInstance).await?;
+    let (nodes, all_tags) = tokio::try_join!(
+        state.store.target_nodes(),
+        state.store.all_tags(ResourceKind::ManagedInstance)
+    )?;
     let tags_of = |id: &str| all_tags.get(id).cloned().unwrap_or_default();
 
     if !input.instance_ids.is_empty() {
@@ -190,13 +193,14 @@ async fn plan_invocations(
         return Ok(invocations);
     }
 
+    let allowed = caller.authorizer("ssm:SendCommand");
     let mut invocations = Vec::new();
     for node in nodes
         .iter()
         .filter(|n| matches_targets(&input.targets, n, &tags_of(&n.instance_id)))
     {
         let resource = node_resource(state, node, tags_of(&node.instance_id));
-        let detail = if caller.authorize("ssm:SendCommand", &[resource]).is_err() {
+        let detail = if !allowed(&resource) {
             Detail::AccessDenied
         } else if !supports(document, node) {
             Detail::InvalidPlatform
