@@ -59,6 +59,12 @@ fn config(dir: &std::path::Path) -> Config {
     config
 }
 
+thread_local! {
+    /// One HTTP client per test (each runs on a thread of its own): building one loads
+    /// the system's root certificates, some 20 ms in a debug build.
+    static CLIENT: reqwest::Client = reqwest::Client::new();
+}
+
 /// Calls `target` with `body`, signed for `service` with `credentials`.
 async fn call(
     server: &TestServer,
@@ -79,7 +85,7 @@ async fn call(
         amz_date: &amz_date,
     };
     let headers = sign_json_call(credentials, &signed);
-    let client = reqwest::Client::new();
+    let client = CLIENT.with(Clone::clone);
     let url = format!("http://{host}/");
     let response = request(&client, &url, target, body.as_bytes(), &headers)
         .send()
@@ -113,6 +119,26 @@ async fn poll(server: &TestServer) -> GetMessagesResponse {
 }
 
 async fn reply(server: &TestServer, message_id: &str, status: ResultStatus, stdout: &str) -> Reply {
+    final_reply(server, &node_credentials(), message_id, status, stdout).await
+}
+
+/// A final reply from the node with `credentials`.
+async fn reply_as(
+    server: &TestServer,
+    credentials: &Credentials,
+    message_id: &str,
+    status: ResultStatus,
+) -> Reply {
+    final_reply(server, credentials, message_id, status, "hi\n").await
+}
+
+async fn final_reply(
+    server: &TestServer,
+    credentials: &Credentials,
+    message_id: &str,
+    status: ResultStatus,
+    stdout: &str,
+) -> Reply {
     let now = tagrun_wire::time::iso8601_millis(SystemTime::now());
     let step = PluginRuntimeStatus {
         status,
@@ -147,7 +173,7 @@ async fn reply(server: &TestServer, message_id: &str, status: ResultStatus, stdo
     };
     let body = serde_json::to_value(request).expect("a request");
     let target = "EC2WindowsMessageDeliveryService.SendReply";
-    call(server, &node_credentials(), "ec2messages", target, &body).await
+    call(server, credentials, "ec2messages", target, &body).await
 }
 
 fn uuid_like() -> String {
@@ -247,5 +273,79 @@ async fn a_reply_for_an_unknown_message_is_refused() {
 
     assert_eq!(answer.status, 400);
     assert_eq!(answer.error_type(), Some("InvalidMessageIdException"));
+    server.stop().await;
+}
+
+/// Static nodes `i-...1` to `i-...count`, each with its own keys, tagged `fleet=big`.
+fn big_fleet(config: &mut Config, count: usize) -> Vec<(String, Credentials)> {
+    (1..=count)
+        .map(|n| {
+            let instance_id = format!("i-{n:017x}");
+            let credentials = Credentials {
+                access_key_id: format!("AKIABIGFLEET{n:08}"),
+                secret_access_key: format!("secret-{n}"),
+                session_token: None,
+            };
+            config.nodes.push(StaticNode {
+                instance_id: instance_id.clone(),
+                access_key_id: credentials.access_key_id.clone(),
+                secret_access_key: credentials.secret_access_key.clone(),
+                role: "SSMServiceRole".into(),
+                tags: BTreeMap::from([("fleet".to_string(), "big".to_string())]),
+            });
+            (instance_id, credentials)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_command_to_more_nodes_than_its_first_transaction_holds_reaches_them_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    let fleet = big_fleet(&mut config, 130);
+    let server = TestServer::start(config).await;
+
+    let body = json!({
+        "DocumentName": "AWS-RunShellScript",
+        "Targets": [{ "Key": "tag:fleet", "Values": ["big"] }],
+        "MaxConcurrency": "100%",
+        "Parameters": { "commands": ["echo hi"] },
+    });
+    let sent = ssm(&server, "SendCommand", body).await;
+    assert_eq!(sent.status, 200, "{:?}", sent.body);
+    let command_id = sent.body["Command"]["CommandId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(sent.body["Command"]["TargetCount"], 130);
+
+    // Every invocation exists once SendCommand has answered, the last node's too.
+    let (last, _) = fleet.last().unwrap();
+    let body = json!({ "CommandId": command_id, "InstanceId": last });
+    let last_invocation = ssm(&server, "GetCommandInvocation", body).await;
+    assert_eq!(last_invocation.status, 200, "{:?}", last_invocation.body);
+
+    for (instance_id, credentials) in &fleet {
+        let request = GetMessagesRequest {
+            destination: instance_id.clone(),
+            messages_request_id: uuid_like(),
+            visibility_timeout_in_seconds: Some(10),
+            next_token: None,
+        };
+        let body = serde_json::to_value(request).unwrap();
+        let target = "EC2WindowsMessageDeliveryService.GetMessages";
+        let polled = call(&server, credentials, "ec2messages", target, &body).await;
+        let polled: GetMessagesResponse = serde_json::from_value(polled.body).unwrap();
+        assert_eq!(polled.messages.len(), 1, "{instance_id} got no message");
+        let message_id = format!("aws.ssm.{command_id}.{instance_id}");
+        assert_eq!(polled.messages[0].message_id, message_id);
+        let answered = reply_as(&server, credentials, &message_id, ResultStatus::Success).await;
+        assert_eq!(answered.status, 200, "{:?}", answered.body);
+    }
+
+    let listed = ssm(&server, "ListCommands", json!({ "CommandId": command_id })).await;
+    let command = &listed.body["Commands"][0];
+    assert_eq!(command["Status"], "Success");
+    assert_eq!(command["CompletedCount"], 130);
     server.stop().await;
 }
