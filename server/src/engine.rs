@@ -291,17 +291,30 @@ pub fn releasable(counters: &Counters, max_concurrency: Limit, max_errors: Limit
     limit.saturating_sub(counters.in_flight)
 }
 
+/// How far a command's targets have become invocations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// Every target node has its invocation.
+    Complete,
+    /// Nodes matching `Targets` remain to be found, so the invocations so far are
+    /// not all the command has, and finishing them does not finish the command.
+    Partial,
+    /// `Targets` matched no node.
+    NoneFound,
+}
+
 /// The command's status and details, derived from its invocations.
 pub fn command_status(
     counters: &Counters,
     max_errors: Limit,
     cancel_requested: bool,
-    targets_resolved_to_none: bool,
+    resolution: Resolution,
 ) -> (Status, &'static str) {
-    if targets_resolved_to_none {
+    if resolution == Resolution::NoneFound {
         return (Status::Failed, "NoInstancesInTag");
     }
-    let all_done = counters.completed_count == counters.target_count;
+    let all_done =
+        resolution == Resolution::Complete && counters.completed_count == counters.target_count;
     if !all_done {
         if counters.cancelling > 0 {
             return (Status::Cancelling, "Cancelling");
@@ -411,11 +424,11 @@ mod tests {
         ]);
 
         assert_eq!(
-            command_status(&counters, Limit::Count(0), false, false).1,
+            command_status(&counters, Limit::Count(0), false, Resolution::Complete).1,
             "Failed"
         );
         assert_eq!(
-            command_status(&mixed, Limit::Count(0), false, false),
+            command_status(&mixed, Limit::Count(0), false, Resolution::Complete),
             (Status::Success, "Success")
         );
     }
@@ -425,11 +438,11 @@ mod tests {
         let counters = done(&[Detail::Success, Detail::Failed, Detail::Success]);
 
         assert_eq!(
-            command_status(&counters, Limit::Count(1), false, false).1,
+            command_status(&counters, Limit::Count(1), false, Resolution::Complete).1,
             "Incomplete"
         );
         assert_eq!(
-            command_status(&counters, Limit::Count(0), false, false).1,
+            command_status(&counters, Limit::Count(0), false, Resolution::Complete).1,
             "Failed"
         );
     }
@@ -438,7 +451,7 @@ mod tests {
     fn delivery_timeouts_time_the_command_out() {
         let counters = done(&[Detail::DeliveryTimedOut, Detail::DeliveryTimedOut]);
 
-        let status = command_status(&counters, Limit::Count(0), false, false);
+        let status = command_status(&counters, Limit::Count(0), false, Resolution::Complete);
 
         assert_eq!(status, (Status::TimedOut, "DeliveryTimedOut"));
     }
@@ -464,20 +477,43 @@ mod tests {
         let cancelled = done(&[Detail::Cancelled, Detail::Success]);
 
         assert_eq!(
-            command_status(&pending, Limit::Count(0), false, false).1,
+            command_status(&pending, Limit::Count(0), false, Resolution::Complete).1,
             "Pending"
         );
         assert_eq!(
-            command_status(&running, Limit::Count(0), false, false).1,
+            command_status(&running, Limit::Count(0), false, Resolution::Complete).1,
             "InProgress"
         );
         assert_eq!(
-            command_status(&cancelling, Limit::Count(0), true, false).1,
+            command_status(&cancelling, Limit::Count(0), true, Resolution::Complete).1,
             "Cancelling"
         );
         assert_eq!(
-            command_status(&cancelled, Limit::Count(0), true, false).1,
+            command_status(&cancelled, Limit::Count(0), true, Resolution::Complete).1,
             "Cancelled"
+        );
+    }
+
+    #[test]
+    fn a_command_still_resolving_targets_is_not_finished_by_its_first_nodes() {
+        let first_done = done(&[Detail::Success, Detail::Success]);
+
+        assert_eq!(
+            command_status(&first_done, Limit::Count(0), false, Resolution::Partial),
+            (Status::InProgress, "InProgress")
+        );
+        assert_eq!(
+            command_status(&first_done, Limit::Count(0), false, Resolution::Complete),
+            (Status::Success, "Success")
+        );
+        assert_eq!(
+            command_status(
+                &Counters::default(),
+                Limit::Count(0),
+                false,
+                Resolution::NoneFound
+            ),
+            (Status::Failed, "NoInstancesInTag")
         );
     }
 

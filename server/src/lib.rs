@@ -127,11 +127,14 @@ async fn sweep_timeouts(state: Arc<AppState>) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        match state
-            .store
-            .sweep_timeouts(&state.topic_suffix(), store::now_ms())
-            .await
-        {
+        let swept = async {
+            api::ssm::resume_interrupted(&state).await?;
+            state
+                .store
+                .sweep_timeouts(&state.topic_suffix(), store::now_ms())
+                .await
+        };
+        match swept.await {
             Ok(notify) => {
                 if failing {
                     tracing::info!("timeout checks work again");

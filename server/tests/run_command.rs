@@ -9,6 +9,8 @@ use std::time::SystemTime;
 use serde_json::{Value, json};
 use tagrun_server::auth::managed;
 use tagrun_server::config::{Config, Role, StaticNode, User};
+use tagrun_server::engine::Detail;
+use tagrun_server::store::{self, NewCommand, NewInvocation, Store, Unresolved};
 use tagrun_wire::messages::{GetMessagesRequest, GetMessagesResponse, SendReplyRequest};
 use tagrun_wire::reply::{
     AdditionalInfo, AgentInfo, PluginRuntimeStatus, ReplyPayload, ResultStatus,
@@ -347,5 +349,109 @@ async fn a_command_to_more_nodes_than_its_first_transaction_holds_reaches_them_a
     let command = &listed.body["Commands"][0];
     assert_eq!(command["Status"], "Success");
     assert_eq!(command["CompletedCount"], 130);
+    server.stop().await;
+}
+
+/// A command whose `SendCommand` stopped after storing its first invocations, as if
+/// the server had died there: `after` is the last node it had looked at.
+fn interrupted_command(command_id: &str, caller_json: &str, first: &[String]) -> NewCommand {
+    let requested_ms = store::now_ms() - 60_000;
+    let request = json!({
+        "DocumentName": "AWS-RunShellScript",
+        "Targets": [{ "Key": "tag:fleet", "Values": ["big"] }],
+        "MaxConcurrency": "100%",
+        "Parameters": { "commands": ["echo hi"] },
+    });
+    NewCommand {
+        command_id: command_id.into(),
+        requested_ms,
+        delivery_deadline_ms: requested_ms + 3_600_000,
+        expires_ms: requested_ms + 7_200_000,
+        requester: "arn:aws:iam::123456789012:user/admin".into(),
+        document_name: "AWS-RunShellScript".into(),
+        document_version: "$DEFAULT".into(),
+        comment: String::new(),
+        max_concurrency: "100%".into(),
+        max_errors: "0".into(),
+        request_json: request.to_string(),
+        payload: json!({ "CommandId": command_id }).to_string(),
+        steps: vec!["aws:runShellScript".into()],
+        no_targets: false,
+        invocations: first
+            .iter()
+            .map(|id| NewInvocation {
+                instance_id: id.clone(),
+                instance_name: String::new(),
+                detail: Detail::Pending,
+            })
+            .collect(),
+        unresolved: Some(Unresolved {
+            after: first.last().expect("a first node").clone(),
+            caller_json: caller_json.into(),
+        }),
+    }
+}
+
+async fn command_row(server: &TestServer, command_id: &str) -> Value {
+    let listed = ssm(server, "ListCommands", json!({ "CommandId": command_id })).await;
+    assert_eq!(listed.status, 200, "{:?}", listed.body);
+    listed.body["Commands"][0].clone()
+}
+
+#[tokio::test]
+async fn a_restarted_server_finishes_resolving_the_targets_of_an_interrupted_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    let fleet = big_fleet(&mut config, 130);
+    // The first start registers the fleet.
+    TestServer::start(config.clone()).await.stop().await;
+
+    let first: Vec<String> = fleet.iter().take(10).map(|(id, _)| id.clone()).collect();
+    let sender = r#"{"user":"admin","source_ip":"127.0.0.1","secure":false,"user_agent":"t"}"#;
+    let gone = r#"{"user":"gone","source_ip":"127.0.0.1","secure":false,"user_agent":"t"}"#;
+    let store = Store::open(dir.path(), None).await.unwrap();
+    let topic = "us.east.1.1";
+    let by_admin = interrupted_command("11111111-2222-3333-4444-555555555555", sender, &first);
+    let by_gone = interrupted_command("66666666-7777-8888-9999-000000000000", gone, &first);
+    store.create_command(&by_admin, topic).await.unwrap();
+    store.create_command(&by_gone, topic).await.unwrap();
+    drop(store);
+
+    let server = TestServer::start(config).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    for command in [&by_admin, &by_gone] {
+        loop {
+            let row = command_row(&server, &command.command_id).await;
+            if row["TargetCount"] == 130 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not resolved: {row}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    // The sender's policies decide the nodes found after the restart: the admin's
+    // allow them, a user no longer configured has none.
+    let (last, _) = fleet.last().unwrap();
+    let last_of =
+        |command: &NewCommand| json!({ "CommandId": command.command_id, "InstanceId": last });
+    let allowed = ssm(&server, "GetCommandInvocation", last_of(&by_admin)).await;
+    assert_eq!(
+        allowed.body["StatusDetails"], "Pending",
+        "{:?}",
+        allowed.body
+    );
+    let denied = ssm(&server, "GetCommandInvocation", last_of(&by_gone)).await;
+    assert_eq!(
+        denied.body["StatusDetails"], "AccessDenied",
+        "{:?}",
+        denied.body
+    );
+    let gone_row = command_row(&server, &by_gone.command_id).await;
+    assert_eq!(gone_row["CompletedCount"], 120);
+    assert_eq!(gone_row["Status"], "InProgress");
     server.stop().await;
 }

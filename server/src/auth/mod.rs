@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::http::HeaderMap;
+use serde::{Deserialize, Serialize};
 use tagrun_policy::{Context, Policy, ResourceRequest};
 
 use crate::config::{Config, Role, User};
@@ -242,7 +243,89 @@ fn node_principal(identities: &Identities, instance_id: &str, role: &str) -> Pri
     }
 }
 
+/// What authorizes a caller again after its request is gone: the principal by name
+/// and the request facts that policies test. A `SendCommand` whose `Targets` are
+/// still being resolved when the server stops keeps these, and the server finishes
+/// the work after it restarts with the principal's policies as configured then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallerFacts {
+    /// The IAM user's name, when a user called.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
+    /// The node and its role's name, when a node called.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    node: Option<(String, String)>,
+    source_ip: IpAddr,
+    secure: bool,
+    user_agent: String,
+}
+
+impl CallerFacts {
+    /// A caller nobody is: every action is denied to it.
+    pub fn nobody() -> CallerFacts {
+        CallerFacts {
+            user: None,
+            node: None,
+            source_ip: IpAddr::from([127, 0, 0, 1]),
+            secure: false,
+            user_agent: String::new(),
+        }
+    }
+}
+
 impl Caller {
+    /// What authorizes this caller again later; see [`CallerFacts`].
+    pub fn facts(&self) -> CallerFacts {
+        let (user, node) = match &self.principal {
+            Principal::User(user) => (Some(user.name.clone()), None),
+            Principal::Node {
+                instance_id,
+                role_name,
+                ..
+            } => (None, Some((instance_id.clone(), role_name.clone()))),
+            Principal::NodeKey { .. } | Principal::Anonymous => (None, None),
+        };
+        CallerFacts {
+            user,
+            node,
+            source_ip: self.source_ip,
+            secure: self.secure,
+            user_agent: self.user_agent.clone(),
+        }
+    }
+
+    /// The caller that `facts` describe, with the policies `config` gives it now. A
+    /// user or role no longer configured is a caller without policies: denied.
+    pub fn from_facts(facts: CallerFacts, config: &Config, identities: &Identities) -> Caller {
+        let principal = match (facts.user, facts.node) {
+            (Some(name), _) => {
+                let configured = identities.users.values().find(|u| u.name == name);
+                let user = configured.cloned().unwrap_or_else(|| {
+                    Arc::new(User {
+                        name,
+                        access_key_id: String::new(),
+                        secret_access_key: String::new(),
+                        policies: Vec::new(),
+                        tags: BTreeMap::new(),
+                    })
+                });
+                Principal::User(user)
+            }
+            (None, Some((instance_id, role_name))) => {
+                node_principal(identities, &instance_id, &role_name)
+            }
+            (None, None) => Principal::Anonymous,
+        };
+        Caller {
+            principal,
+            source_ip: facts.source_ip,
+            secure: facts.secure,
+            user_agent: facts.user_agent,
+            account_id: config.account_id.clone(),
+            region: config.region.clone(),
+        }
+    }
+
     /// The caller's ARN as AWS writes it in error messages.
     pub fn arn(&self) -> String {
         let account = &self.account_id;

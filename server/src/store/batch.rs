@@ -28,7 +28,7 @@ use tracing::warn;
 
 use super::commands::{COUNTER_COLUMNS, counters_from_row};
 use super::{Store, StoreError, WriteTx, messages};
-use crate::engine::{self, Counters, Detail, Limit};
+use crate::engine::{self, Counters, Detail, Limit, Resolution};
 
 /// Most writes one batch transaction carries, so that other writers (a `SendCommand`,
 /// say) wait for the write lock at most this long.
@@ -70,7 +70,7 @@ struct Limits {
     max_concurrency: Limit,
     max_errors: Limit,
     cancel_requested: bool,
-    no_targets: bool,
+    resolution: Resolution,
 }
 
 /// Nodes that received a message, by the write (batch position) that freed the room.
@@ -222,7 +222,8 @@ pub(crate) struct Ending<'a> {
 
 async fn load(batch: &mut Batch, command_id: &str) -> Result<Touched, StoreError> {
     let sql = format!(
-        "SELECT max_concurrency, max_errors, cancel_requested, no_targets, {COUNTER_COLUMNS} \
+        "SELECT max_concurrency, max_errors, cancel_requested, no_targets, \
+         resolve_after, {COUNTER_COLUMNS} \
          FROM commands WHERE command_id = $1"
     );
     let row = sqlx::query(&sql)
@@ -233,13 +234,19 @@ async fn load(batch: &mut Batch, command_id: &str) -> Result<Touched, StoreError
     let max_errors: String = row.try_get("max_errors")?;
     let cancel_requested: i64 = row.try_get("cancel_requested")?;
     let no_targets: i64 = row.try_get("no_targets")?;
+    let resolve_after: Option<String> = row.try_get("resolve_after")?;
+    let resolution = match (no_targets == 1, resolve_after.is_some()) {
+        (true, _) => Resolution::NoneFound,
+        (false, true) => Resolution::Partial,
+        (false, false) => Resolution::Complete,
+    };
     let counters = counters_from_row(&row)?;
     Ok(Touched {
         limits: Limits {
             max_concurrency: Limit::parse(&max_concurrency).unwrap_or(Limit::Count(50)),
             max_errors: Limit::parse(&max_errors).unwrap_or(Limit::Count(0)),
             cancel_requested: cancel_requested == 1,
-            no_targets: no_targets == 1,
+            resolution,
         },
         counters,
         advance: None,
@@ -279,7 +286,7 @@ async fn save(batch: &mut Batch, command_id: &str, touched: &Touched) -> Result<
         &touched.counters,
         limits.max_errors,
         limits.cancel_requested,
-        limits.no_targets,
+        limits.resolution,
     );
     super::commands::save_counters(
         batch.conn(),

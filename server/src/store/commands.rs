@@ -50,6 +50,30 @@ pub struct NewCommand {
     pub no_targets: bool,
     /// One per node, in release order.
     pub invocations: Vec<NewInvocation>,
+    /// Set when more nodes may match `Targets` than `invocations` holds.
+    pub unresolved: Option<Unresolved>,
+}
+
+/// Where the resolution of a command's `Targets` stands, while nodes remain to be
+/// looked at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unresolved {
+    /// The instance id after which nodes remain to be looked at.
+    pub after: String,
+    /// What authorizes the sender for them (see `Caller::facts`), as JSON.
+    pub caller_json: String,
+}
+
+/// A command whose `SendCommand` stopped before every node matching its `Targets`
+/// was looked at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterruptedResolution {
+    /// The command.
+    pub command_id: String,
+    /// The request, as [`NewCommand::request_json`] kept it.
+    pub request_json: String,
+    /// The sender, as [`Unresolved::caller_json`] kept it.
+    pub caller_json: String,
 }
 
 /// One node of a new command.
@@ -199,6 +223,8 @@ impl Store {
             counters.finish(invocation.detail, false);
         }
 
+        // Later resolved invocations are numbered after these, so all must be rows.
+        debug_assert!(command.unresolved.is_none() || command.invocations.len() <= FIRST_ROWS);
         let split = command.invocations.len().min(FIRST_ROWS);
         let (first, rest) = command.invocations.split_at(split);
         // The first invocations that concurrency allows are released as they are
@@ -334,6 +360,100 @@ impl Store {
             .await?;
         }
         Ok(notify)
+    }
+
+    /// Stores the invocations of the nodes that matched a command's `Targets` among
+    /// those after `after`, up to and including `next` (up to the last node when
+    /// `None`, which ends the resolution), and releases what concurrency allows.
+    /// Returns the released nodes once committed, or `None` if the command's
+    /// resolution no longer stands at `after` (another replica, or an earlier try,
+    /// got there first): nothing is stored twice.
+    pub async fn add_resolved_invocations(
+        &self,
+        command_id: &str,
+        after: &str,
+        next: Option<&str>,
+        invocations: &[NewInvocation],
+        topic: &str,
+        now_ms: i64,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let mut batch = Batch::begin(self).await?;
+        let claimed = sqlx::query(
+            "UPDATE commands SET resolve_after = $1, \
+             caller_json = CASE WHEN $2 = 1 THEN NULL ELSE caller_json END \
+             WHERE command_id = $3 AND resolve_after = $4",
+        )
+        .bind(next)
+        .bind(i64::from(next.is_none()))
+        .bind(command_id)
+        .bind(after)
+        .execute(batch.conn())
+        .await?;
+        if claimed.rows_affected() == 0 {
+            return Ok(None);
+        }
+
+        let (cancel_requested, requested_ms): (i64, i64) = sqlx::query_as(
+            "SELECT cancel_requested, requested_ms FROM commands WHERE command_id = $1",
+        )
+        .bind(command_id)
+        .fetch_one(batch.conn())
+        .await?;
+        let mut invocations = invocations.to_vec();
+        let counters = batch.counters(command_id).await?;
+        let first_seq = usize::try_from(counters.target_count).unwrap_or(usize::MAX);
+        counters.target_count += invocations.len() as u64;
+        for invocation in &mut invocations {
+            if cancel_requested == 1 && invocation.detail == Detail::Pending {
+                // A cancel came first; what it could not see ends as it would have.
+                invocation.detail = Detail::Cancelled;
+            }
+            if invocation.detail.is_terminal() {
+                counters.finish(invocation.detail, false);
+            }
+        }
+        let rows: Vec<(&NewInvocation, bool)> = invocations.iter().map(|i| (i, false)).collect();
+        for (part, rows) in rows.chunks(INSERT_BATCH).enumerate() {
+            let seq = first_seq + part * INSERT_BATCH;
+            insert_invocations(batch.conn(), command_id, requested_ms, seq, rows).await?;
+        }
+        batch.advance(command_id, topic, now_ms).await?;
+        Ok(Some(batch.commit_alone().await?))
+    }
+
+    /// Where the resolution of a command's `Targets` stands: the instance id after
+    /// which nodes remain to be looked at, or `None` once every node was.
+    pub async fn resolve_after(&self, command_id: &str) -> Result<Option<String>, StoreError> {
+        let after: Option<Option<String>> =
+            sqlx::query_scalar("SELECT resolve_after FROM commands WHERE command_id = $1")
+                .bind(command_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(after.flatten())
+    }
+
+    /// Commands whose `SendCommand` stopped before it looked at every node its
+    /// `Targets` may match, old enough that no call is still at work on them.
+    pub async fn interrupted_resolutions(
+        &self,
+        now_ms: i64,
+    ) -> Result<Vec<InterruptedResolution>, StoreError> {
+        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT command_id, request_json, caller_json FROM commands \
+             WHERE resolve_after IS NOT NULL AND requested_ms <= $1",
+        )
+        .bind(now_ms - UNSTORED_GRACE_MS)
+        .fetch_all(&self.pool)
+        .await?;
+        let interrupted =
+            rows.into_iter().map(
+                |(command_id, request_json, caller_json)| InterruptedResolution {
+                    command_id,
+                    request_json,
+                    caller_json: caller_json.unwrap_or_default(),
+                },
+            );
+        Ok(interrupted.collect())
     }
 
     /// One command.
@@ -597,9 +717,9 @@ async fn insert_command(
          request_json, payload, steps_json, status, status_details, cancel_requested, \
          no_targets, target_count, completed_count, error_count, delivery_timed_out_count, \
          success_count, neutral_count, cancelled_count, in_flight, cancelling, started, \
-         unstored_json) VALUES \
+         unstored_json, resolve_after, caller_json) VALUES \
          ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'Pending', 'Pending', 0, \
-         $14, $15, $16, $17, $18, $19, $20, $21, $22, 0, 0, $23)",
+         $14, $15, $16, $17, $18, $19, $20, $21, $22, 0, 0, $23, $24, $25)",
     )
     .bind(&command.command_id)
     .bind(command.requested_ms)
@@ -624,6 +744,8 @@ async fn insert_command(
     .bind(count(counters.cancelled_count))
     .bind(count(counters.in_flight))
     .bind(unstored_json)
+    .bind(command.unresolved.as_ref().map(|u| &u.after))
+    .bind(command.unresolved.as_ref().map(|u| &u.caller_json))
     .execute(conn)
     .await?;
     Ok(())
@@ -930,7 +1052,7 @@ pub(super) async fn save_counters(
         "UPDATE commands SET completed_count = $1, error_count = $2, \
          delivery_timed_out_count = $3, success_count = $4, neutral_count = $5, \
          cancelled_count = $6, in_flight = $7, cancelling = $8, started = $9, status = $10, \
-         status_details = $11 WHERE command_id = $12",
+         status_details = $11, target_count = $12 WHERE command_id = $13",
     )
     .bind(count(counters.completed_count))
     .bind(count(counters.error_count))
@@ -943,6 +1065,7 @@ pub(super) async fn save_counters(
     .bind(count(counters.started))
     .bind(status)
     .bind(details)
+    .bind(count(counters.target_count))
     .bind(command_id)
     .execute(conn)
     .await?;
@@ -1028,6 +1151,7 @@ mod tests {
             payload: "{}".into(),
             steps: vec!["aws:runShellScript".into()],
             no_targets: false,
+            unresolved: None,
             invocations: ids
                 .iter()
                 .map(|id| NewInvocation {
@@ -1207,6 +1331,123 @@ mod tests {
         let record = store.command(&new.command_id).await.unwrap().unwrap();
         assert_eq!(record.status, "Cancelled");
         assert_eq!(record.counters.completed_count, FIRST_ROWS as u64 + 5);
+    }
+
+    /// A command whose first two nodes were resolved, with more to look at after them.
+    fn resolving_command(max_concurrency: &str) -> NewCommand {
+        NewCommand {
+            max_concurrency: max_concurrency.into(),
+            unresolved: Some(Unresolved {
+                after: "mi-00000000000000002".into(),
+                caller_json: "{}".into(),
+            }),
+            ..command(&["mi-00000000000000001", "mi-00000000000000002"])
+        }
+    }
+
+    fn pending(ids: &[&str]) -> Vec<NewInvocation> {
+        ids.iter()
+            .map(|id| NewInvocation {
+                instance_id: (*id).into(),
+                instance_name: String::new(),
+                detail: Detail::Pending,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_command_resolving_its_targets_finishes_only_with_its_last_page() {
+        let (store, _dir) = testing::store().await;
+        let new = resolving_command("100%");
+        let first = store.create_command(&new, "us.east.1.1").await.unwrap();
+        assert_eq!(first.len(), 2);
+        answer(store.clone(), new.clone(), 0, "r-1".into()).await;
+        answer(store.clone(), new.clone(), 1, "r-2".into()).await;
+        let record = store.command(&new.command_id).await.unwrap().unwrap();
+        assert_eq!(record.status, "InProgress");
+
+        let later = pending(&["mi-00000000000000003", "mi-00000000000000004"]);
+        let (second, last) = ("mi-00000000000000002", "mi-00000000000000004");
+        let id = &new.command_id;
+        let page = store.add_resolved_invocations(id, second, Some(last), &later, "t", 4_000);
+        let released = page.await.unwrap();
+        assert_eq!(
+            released.unwrap(),
+            [later[0].instance_id.clone(), last.into()]
+        );
+        // The same page again finds the resolution moved on, and stores nothing.
+        let again = store.add_resolved_invocations(id, second, Some(last), &later, "t", 4_000);
+        assert_eq!(again.await.unwrap(), None);
+        let end = store.add_resolved_invocations(id, last, None, &[], "t", 4_000);
+        assert_eq!(end.await.unwrap(), Some(Vec::new()));
+
+        let record = store.command(&new.command_id).await.unwrap().unwrap();
+        assert_eq!(record.counters.target_count, 4);
+        assert_eq!(record.status, "InProgress");
+        assert_eq!(store.resolve_after(&new.command_id).await.unwrap(), None);
+        let stored = store
+            .invocations(Some(&new.command_id), None)
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_percentage_of_concurrency_grows_with_the_nodes_resolved() {
+        let (store, _dir) = testing::store().await;
+        let new = resolving_command("50%");
+        let first = store.create_command(&new, "us.east.1.1").await.unwrap();
+        assert_eq!(first, ["mi-00000000000000001"]);
+
+        let later = pending(&["mi-00000000000000003", "mi-00000000000000004"]);
+        let released = store
+            .add_resolved_invocations(
+                &new.command_id,
+                "mi-00000000000000002",
+                None,
+                &later,
+                "t",
+                4_000,
+            )
+            .await
+            .unwrap();
+
+        assert_eq!(released.unwrap(), ["mi-00000000000000002"]);
+        let record = store.command(&new.command_id).await.unwrap().unwrap();
+        assert_eq!(record.counters.in_flight, 2);
+    }
+
+    #[tokio::test]
+    async fn nodes_resolved_after_a_cancel_end_cancelled() {
+        let (store, _dir) = testing::store().await;
+        let new = resolving_command("50");
+        store.create_command(&new, "us.east.1.1").await.unwrap();
+        store
+            .cancel_command(&new.command_id, &[], "us.east.1.1", 1_500)
+            .await
+            .unwrap();
+
+        let later = pending(&["mi-00000000000000003"]);
+        let released = store
+            .add_resolved_invocations(
+                &new.command_id,
+                "mi-00000000000000002",
+                None,
+                &later,
+                "t",
+                1_600,
+            )
+            .await
+            .unwrap();
+
+        assert_eq!(released.unwrap(), [] as [String; 0]);
+        let stored = store
+            .invocations(Some(&new.command_id), None)
+            .await
+            .unwrap();
+        assert_eq!(details(&stored), BTreeMap::from([("Cancelled", 3)]));
+        let record = store.command(&new.command_id).await.unwrap().unwrap();
+        assert_eq!(record.status, "Cancelled");
     }
 
     #[tokio::test]

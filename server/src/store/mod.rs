@@ -27,7 +27,8 @@ use tracing::info;
 
 pub use activations::Activation;
 pub use commands::{
-    CommandRecord, InvocationRecord, NewCommand, NewInvocation, PluginResult, ReplyOutcome,
+    CommandRecord, InterruptedResolution, InvocationRecord, NewCommand, NewInvocation,
+    PluginResult, ReplyOutcome, Unresolved,
 };
 pub use documents::{AddVersionOutcome, DocumentRecord, DocumentVersion, NewVersion};
 pub use messages::QueuedMessage;
@@ -84,6 +85,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         3,
         include_str!("../../migrations/0003_unstored_invocations.sql"),
+    ),
+    (
+        4,
+        include_str!("../../migrations/0004_targets_resolved_in_pages.sql"),
     ),
 ];
 

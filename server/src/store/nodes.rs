@@ -1,5 +1,7 @@
 //! Nodes: registration, platform facts, last contact, temporary credentials.
 
+use std::collections::BTreeMap;
+
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -226,21 +228,40 @@ impl Store {
         row.map(|r| node_from_row(&r)).transpose()
     }
 
-    /// Every node, with only what targeting needs, by id.
-    pub async fn target_nodes(&self) -> Result<Vec<TargetNode>, StoreError> {
+    /// Up to `limit` nodes whose ids sort after `after` (`""` for the first), in id
+    /// order, each with its merged tags: `SendCommand` resolves `Targets` a page at a
+    /// time.
+    pub async fn target_page(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(TargetNode, BTreeMap<String, String>)>, StoreError> {
         let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT instance_id, computer_name, platform_type FROM nodes ORDER BY instance_id",
+            "SELECT instance_id, computer_name, platform_type FROM nodes \
+             WHERE instance_id > $1 ORDER BY instance_id LIMIT $2",
         )
+        .bind(after)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
-        let nodes = rows
+        let Some((last, _, _)) = rows.last() else {
+            return Ok(Vec::new());
+        };
+        let mut tags = self
+            .tags_in_range(ResourceKind::ManagedInstance, after, last)
+            .await?;
+        let page = rows
             .into_iter()
-            .map(|(instance_id, computer_name, platform_type)| TargetNode {
-                instance_id,
-                computer_name,
-                platform_type,
+            .map(|(instance_id, computer_name, platform_type)| {
+                let node_tags = tags.remove(&instance_id).unwrap_or_default();
+                let node = TargetNode {
+                    instance_id,
+                    computer_name,
+                    platform_type,
+                };
+                (node, node_tags)
             });
-        Ok(nodes.collect())
+        Ok(page.collect())
     }
 
     /// Every node, by id.

@@ -78,18 +78,27 @@ impl Store {
         .bind(kind.as_str())
         .fetch_all(&self.pool)
         .await?;
+        Ok(merge_by_resource(rows))
+    }
 
-        let mut by_resource: BTreeMap<String, Vec<(String, String, String)>> = BTreeMap::new();
-        for (id, source, key, value) in rows {
-            by_resource
-                .entry(id)
-                .or_default()
-                .push((source, key, value));
-        }
-        Ok(by_resource
-            .into_iter()
-            .map(|(id, rows)| (id, merge(rows)))
-            .collect())
+    /// The merged tags of the resources of `kind` whose ids sort after `after` and
+    /// no later than `last`, by resource id.
+    pub(super) async fn tags_in_range(
+        &self,
+        kind: ResourceKind,
+        after: &str,
+        last: &str,
+    ) -> Result<BTreeMap<String, BTreeMap<String, String>>, StoreError> {
+        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+            "SELECT resource_id, source, tag_key, tag_value FROM tags \
+             WHERE resource_type = $1 AND resource_id > $2 AND resource_id <= $3",
+        )
+        .bind(kind.as_str())
+        .bind(after)
+        .bind(last)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(merge_by_resource(rows))
     }
 
     /// Sets (adds or overwrites) tags from `source`.
@@ -189,6 +198,23 @@ async fn upsert(
 }
 
 /// Agent tags first, then administrator tags over them.
+/// Rows of several resources, merged per resource.
+fn merge_by_resource(
+    rows: Vec<(String, String, String, String)>,
+) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut by_resource: BTreeMap<String, Vec<(String, String, String)>> = BTreeMap::new();
+    for (id, source, key, value) in rows {
+        by_resource
+            .entry(id)
+            .or_default()
+            .push((source, key, value));
+    }
+    by_resource
+        .into_iter()
+        .map(|(id, rows)| (id, merge(rows)))
+        .collect()
+}
+
 fn merge(rows: Vec<(String, String, String)>) -> BTreeMap<String, String> {
     let (admin, agent): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(s, _, _)| s == "admin");
     agent

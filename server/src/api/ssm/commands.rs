@@ -11,12 +11,13 @@ use tagrun_document::{Document, DocumentFormat, Platform, ResolvedParameters};
 use super::documents::{self, Resolved};
 use super::nodes::invalid_instance_id;
 use crate::api::{output, paginate};
-use crate::auth::{Caller, Resource};
-use crate::engine::Detail;
+use crate::auth::{Caller, CallerFacts, Resource};
+use crate::engine::{Detail, Limit};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{
-    CommandRecord, NewCommand, NewInvocation, PluginResult, ResourceKind, TargetNode, now_ms,
+    CommandRecord, NewCommand, NewInvocation, PluginResult, ResourceKind, StoreError, TargetNode,
+    Unresolved, now_ms,
 };
 use crate::{arn, ids};
 
@@ -99,40 +100,108 @@ pub(super) async fn send(
     let parameters = document
         .validate_parameters(&input.parameters)
         .map_err(|e| ApiError::new("InvalidParameters", e.to_string()))?;
-    let invocations = plan_invocations(state, caller, &input, &document).await?;
+    let plan = plan_invocations(state, caller, &input, &document).await?;
+    let unresolved = plan.resume_after.clone().map(|after| Unresolved {
+        after,
+        caller_json: serde_json::to_string(&caller.facts()).unwrap_or_default(),
+    });
     let command = new_command(
         caller,
         &input,
         &resolved,
         &document,
         &parameters,
-        invocations,
+        plan.invocations,
+        unresolved,
     )?;
 
     let topic = state.topic_suffix();
     let first = state.store.create_command(&command, &topic).await?;
     state.wakeups.wake(&first);
-    // The command is stored in full; what follows only turns its remaining
-    // invocations into rows, which the timeout sweep also does should this fail.
+    // The command is durable from here on: what follows stores the rest of its
+    // invocations, which the timeout sweep also does should this fail part way.
+    let command_id = &command.command_id;
     let rest = state
         .store
-        .store_remaining_invocations(&command.command_id, &topic, now_ms(), |nodes| {
+        .store_remaining_invocations(command_id, &topic, now_ms(), |nodes| {
             state.wakeups.wake(&nodes);
         })
         .await;
     if let Err(error) = rest {
-        tracing::warn!(command_id = %command.command_id, error = %crate::error_chain(&error),
+        tracing::warn!(%command_id, error = %crate::error_chain(&error),
             "storing invocations failed, the sweep will retry");
     }
-    tracing::info!(command_id = %command.command_id, document = %name,
-        targets = command.invocations.len(), "command accepted");
+    if let Some(after) = plan.resume_after {
+        let rest = resolve_remaining(state, caller, command_id, &input.targets, &document, after);
+        if let Err(error) = rest.await {
+            tracing::warn!(%command_id, error = %crate::error_chain(&error),
+                "resolving targets failed, the sweep will retry");
+        }
+    }
 
     let record = state
         .store
-        .command(&command.command_id)
+        .command(command_id)
         .await?
         .ok_or_else(ApiError::internal)?;
+    tracing::info!(%command_id, document = %name, targets = record.counters.target_count,
+        "command accepted");
     output(json!({ "Command": command_shape(&record) }))
+}
+
+/// Finishes resolving the `Targets` of commands whose `SendCommand` stopped part way
+/// (the server was restarted), on behalf of their senders: see
+/// [`crate::auth::CallerFacts`].
+pub async fn resume_interrupted(state: &AppState) -> Result<(), StoreError> {
+    for interrupted in state.store.interrupted_resolutions(now_ms()).await? {
+        let command_id = &interrupted.command_id;
+        let Some(after) = state.store.resolve_after(command_id).await? else {
+            continue;
+        };
+        tracing::info!(%command_id, "resolving the targets of an interrupted command");
+        let Ok(input) = serde_json::from_str::<SendInput>(&interrupted.request_json) else {
+            // Without the request there is nothing left to match; end the resolution.
+            tracing::warn!(%command_id, "the command's request is unreadable; no more targets");
+            let topic = state.topic_suffix();
+            let none = state.store.add_resolved_invocations(
+                command_id,
+                &after,
+                None,
+                &[],
+                &topic,
+                now_ms(),
+            );
+            none.await?;
+            continue;
+        };
+        let caller = serde_json::from_str::<CallerFacts>(&interrupted.caller_json)
+            .map(|facts| Caller::from_facts(facts, &state.config, &state.identities))
+            .unwrap_or_else(|_| {
+                tracing::warn!(%command_id, "the command's sender is unreadable; denying the rest");
+                Caller::from_facts(CallerFacts::nobody(), &state.config, &state.identities)
+            });
+        let name = document_name(&input.document_name);
+        let version = input.document_version.as_deref();
+        let document = documents::resolve(state, name, version, None)
+            .await
+            .and_then(|resolved| resolved.document());
+        let Ok(document) = document else {
+            tracing::warn!(%command_id, "the command's document is gone; no more targets");
+            let topic = state.topic_suffix();
+            let none = state.store.add_resolved_invocations(
+                command_id,
+                &after,
+                None,
+                &[],
+                &topic,
+                now_ms(),
+            );
+            none.await?;
+            continue;
+        };
+        resolve_remaining(state, &caller, command_id, &input.targets, &document, after).await?;
+    }
+    Ok(())
 }
 
 /// A document ARN names the document; the name is its last path segment.
@@ -163,53 +232,176 @@ fn check_hash(input: &SendInput, resolved: &Resolved) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The invocations of a new command: one per node, with `AccessDenied` or
-/// `InvalidPlatform` already decided for nodes reached through `Targets`.
+/// Nodes matching `Targets` whose invocations a new command stores before its first
+/// nodes are woken. The others are found and stored while those nodes already work,
+/// so the first message does not wait for a whole fleet to be read and authorized.
+const FIRST_TARGETS: usize = 10;
+
+/// Nodes read per query while resolving `Targets`, and the most invocations stored
+/// per later transaction.
+const RESOLVE_PAGE: usize = 100;
+
+/// The invocations planned so far.
+struct Plan {
+    /// One per node, with `AccessDenied` or `InvalidPlatform` already decided for
+    /// nodes reached through `Targets`.
+    invocations: Vec<NewInvocation>,
+    /// The last node looked at, when nodes after it remain to be.
+    resume_after: Option<String>,
+}
+
+/// The first invocations of a new command: all of them for `InstanceIds`, the
+/// first [`FIRST_TARGETS`] for `Targets`.
+///
+/// Percentages are of the whole target count. While it is not known, a percentage
+/// in `MaxConcurrency` is taken of the nodes resolved so far, which releases no more
+/// than the whole count would; one in `MaxErrors` could stop a command too early,
+/// so then every node is resolved first.
 async fn plan_invocations(
     state: &AppState,
     caller: &Caller,
     input: &SendInput,
     document: &Document,
-) -> Result<Vec<NewInvocation>, ApiError> {
-    let (nodes, all_tags) = tokio::try_join!(
-        state.store.target_nodes(),
-        state.store.all_tags(ResourceKind::ManagedInstance)
-    )?;
-    let tags_of = |id: &str| all_tags.get(id).cloned().unwrap_or_default();
-
+) -> Result<Plan, ApiError> {
     if !input.instance_ids.is_empty() {
         let mut invocations = Vec::new();
         for id in &input.instance_ids {
-            let node = nodes.iter().find(|n| &n.instance_id == id);
+            let (node, tags) = tokio::try_join!(
+                state.store.node(id),
+                state.store.tags(ResourceKind::ManagedInstance, id)
+            )?;
             let node = node.ok_or_else(invalid_instance_id)?;
-            let resource = node_resource(state, node, tags_of(id));
+            let node = TargetNode {
+                instance_id: node.instance_id,
+                computer_name: node.facts.computer_name,
+                platform_type: node.facts.platform_type,
+            };
+            let resource = node_resource(state, &node, tags);
             caller.authorize("ssm:SendCommand", &[resource])?;
-            if !supports(document, node) {
+            if !supports(document, &node) {
                 let message = format!("The document does not support the platform of {id}.");
                 return Err(ApiError::new("UnsupportedPlatformType", message));
             }
-            invocations.push(new_invocation(node, Detail::Pending));
+            invocations.push(new_invocation(&node, Detail::Pending));
         }
-        return Ok(invocations);
+        let resume_after = None;
+        return Ok(Plan {
+            invocations,
+            resume_after,
+        });
     }
 
+    let max_errors = input.max_errors.as_deref().and_then(Limit::parse);
+    let first = match max_errors {
+        Some(Limit::Percent(_)) => usize::MAX,
+        _ => FIRST_TARGETS,
+    };
     let allowed = caller.authorizer("ssm:SendCommand");
-    let mut invocations = Vec::new();
-    for node in nodes
-        .iter()
-        .filter(|n| matches_targets(&input.targets, n, &tags_of(&n.instance_id)))
-    {
-        let resource = node_resource(state, node, tags_of(&node.instance_id));
-        let detail = if !allowed(&resource) {
-            Detail::AccessDenied
-        } else if !supports(document, node) {
-            Detail::InvalidPlatform
-        } else {
-            Detail::Pending
-        };
-        invocations.push(new_invocation(node, detail));
+    let targets = Targeting {
+        state,
+        allowed: &allowed,
+        targets: &input.targets,
+        document,
+    };
+    Ok(targets.resolve("", first).await?)
+}
+
+/// What resolving `Targets` into invocations needs.
+struct Targeting<'a, A> {
+    state: &'a AppState,
+    allowed: &'a A,
+    targets: &'a [Target],
+    document: &'a Document,
+}
+
+impl<A: Fn(&Resource) -> bool> Targeting<'_, A> {
+    /// The invocations of the nodes after `after` that match, until `wanted` are
+    /// found or every node was looked at.
+    async fn resolve(&self, after: &str, wanted: usize) -> Result<Plan, StoreError> {
+        let mut invocations = Vec::new();
+        let mut after = after.to_owned();
+        loop {
+            let page = self.state.store.target_page(&after, RESOLVE_PAGE).await?;
+            let last_page = page.len() < RESOLVE_PAGE;
+            for (node, tags) in page {
+                after.clone_from(&node.instance_id);
+                if !matches_targets(self.targets, &node, &tags) {
+                    continue;
+                }
+                let resource = node_resource(self.state, &node, tags);
+                let detail = if !(self.allowed)(&resource) {
+                    Detail::AccessDenied
+                } else if !supports(self.document, &node) {
+                    Detail::InvalidPlatform
+                } else {
+                    Detail::Pending
+                };
+                invocations.push(new_invocation(&node, detail));
+                if invocations.len() == wanted {
+                    let resume_after = Some(after);
+                    return Ok(Plan {
+                        invocations,
+                        resume_after,
+                    });
+                }
+            }
+            if last_page {
+                let resume_after = None;
+                return Ok(Plan {
+                    invocations,
+                    resume_after,
+                });
+            }
+        }
     }
-    Ok(invocations)
+}
+
+/// Finds and stores the invocations of the nodes after `after` that match
+/// `targets`, a page at a time, waking the nodes each page releases. Another
+/// replica, or the sweep, may be at the same command: each page is stored by one
+/// of them, and each goes on from where the other left off.
+async fn resolve_remaining(
+    state: &AppState,
+    caller: &Caller,
+    command_id: &str,
+    targets: &[Target],
+    document: &Document,
+    mut after: String,
+) -> Result<(), StoreError> {
+    let allowed = caller.authorizer("ssm:SendCommand");
+    let targeting = Targeting {
+        state,
+        allowed: &allowed,
+        targets,
+        document,
+    };
+    let topic = state.topic_suffix();
+    loop {
+        let plan = targeting.resolve(&after, RESOLVE_PAGE).await?;
+        let next = plan.resume_after.as_deref();
+        let stored = state
+            .store
+            .add_resolved_invocations(
+                command_id,
+                &after,
+                next,
+                &plan.invocations,
+                &topic,
+                now_ms(),
+            )
+            .await?;
+        let next = match stored {
+            Some(released) => {
+                state.wakeups.wake(&released);
+                plan.resume_after
+            }
+            None => state.store.resolve_after(command_id).await?,
+        };
+        match next {
+            Some(next) => after = next,
+            None => return Ok(()),
+        }
+    }
 }
 
 fn node_resource(state: &AppState, node: &TargetNode, tags: BTreeMap<String, String>) -> Resource {
@@ -263,6 +455,7 @@ fn new_command(
     document: &Document,
     parameters: &ResolvedParameters,
     invocations: Vec<NewInvocation>,
+    unresolved: Option<Unresolved>,
 ) -> Result<NewCommand, ApiError> {
     let command_id = uuid::Uuid::new_v4().to_string();
     let now = now_ms();
@@ -296,8 +489,9 @@ fn new_command(
             .iter()
             .map(|s| s.name().to_owned())
             .collect(),
-        no_targets: input.instance_ids.is_empty() && invocations.is_empty(),
+        no_targets: input.instance_ids.is_empty() && invocations.is_empty() && unresolved.is_none(),
         invocations,
+        unresolved,
         command_id,
     })
 }

@@ -5,6 +5,8 @@ pub mod documents;
 mod nodes;
 mod tags;
 
+pub use commands::resume_interrupted;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
