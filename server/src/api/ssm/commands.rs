@@ -16,8 +16,8 @@ use crate::engine::{Detail, Limit};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{
-    CommandRecord, NewCommand, NewInvocation, PluginResult, ResourceKind, StoreError, TargetNode,
-    Unresolved, now_ms,
+    CommandRecord, InterruptedResolution, NewCommand, NewInvocation, PluginResult, ResourceKind,
+    StoreError, TargetNode, Unresolved, now_ms,
 };
 use crate::{arn, ids};
 
@@ -159,49 +159,51 @@ pub async fn resume_interrupted(state: &AppState) -> Result<(), StoreError> {
             continue;
         };
         tracing::info!(%command_id, "resolving the targets of an interrupted command");
-        let Ok(input) = serde_json::from_str::<SendInput>(&interrupted.request_json) else {
-            // Without the request there is nothing left to match; end the resolution.
-            tracing::warn!(%command_id, "the command's request is unreadable; no more targets");
-            let topic = state.topic_suffix();
-            let none = state.store.add_resolved_invocations(
-                command_id,
-                &after,
-                None,
-                &[],
-                &topic,
-                now_ms(),
-            );
-            none.await?;
-            continue;
-        };
-        let caller = serde_json::from_str::<CallerFacts>(&interrupted.caller_json)
-            .map(|facts| Caller::from_facts(facts, &state.config, &state.identities))
-            .unwrap_or_else(|_| {
-                tracing::warn!(%command_id, "the command's sender is unreadable; denying the rest");
-                Caller::from_facts(CallerFacts::nobody(), &state.config, &state.identities)
-            });
-        let name = document_name(&input.document_name);
-        let version = input.document_version.as_deref();
-        let document = documents::resolve(state, name, version, None)
-            .await
-            .and_then(|resolved| resolved.document());
-        let Ok(document) = document else {
-            tracing::warn!(%command_id, "the command's document is gone; no more targets");
-            let topic = state.topic_suffix();
-            let none = state.store.add_resolved_invocations(
-                command_id,
-                &after,
-                None,
-                &[],
-                &topic,
-                now_ms(),
-            );
-            none.await?;
-            continue;
-        };
-        resolve_remaining(state, &caller, command_id, &input.targets, &document, after).await?;
+        match resumable(state, &interrupted).await {
+            Ok((input, caller, document)) => {
+                let targets = &input.targets;
+                resolve_remaining(state, &caller, command_id, targets, &document, after).await?;
+            }
+            Err(why) => {
+                tracing::warn!(%command_id, why, "no more targets can be resolved");
+                let topic = state.topic_suffix();
+                let end = state.store.add_resolved_invocations(
+                    command_id,
+                    &after,
+                    None,
+                    &[],
+                    &topic,
+                    now_ms(),
+                );
+                end.await?;
+            }
+        }
     }
     Ok(())
+}
+
+/// What resolving the rest of an interrupted command needs: its request, its sender
+/// and its document. A sender that cannot be read is denied every node.
+async fn resumable(
+    state: &AppState,
+    interrupted: &InterruptedResolution,
+) -> Result<(SendInput, Caller, Document), &'static str> {
+    let input = serde_json::from_str::<SendInput>(&interrupted.request_json)
+        .map_err(|_| "the command's request is unreadable")?;
+    let name = document_name(&input.document_name);
+    let version = input.document_version.as_deref();
+    let document = documents::resolve(state, name, version, None)
+        .await
+        .and_then(|resolved| resolved.document())
+        .map_err(|_| "the command's document is gone")?;
+    let facts =
+        serde_json::from_str::<CallerFacts>(&interrupted.caller_json).unwrap_or_else(|_| {
+            let command_id = &interrupted.command_id;
+            tracing::warn!(%command_id, "the command's sender is unreadable; denying the rest");
+            CallerFacts::nobody()
+        });
+    let caller = Caller::from_facts(facts, &state.config, &state.identities);
+    Ok((input, caller, document))
 }
 
 /// A document ARN names the document; the name is its last path segment.
