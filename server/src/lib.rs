@@ -120,27 +120,29 @@ impl Server {
 /// across restarts; this only bounds how late a timeout is noticed.
 const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Times out invocations past their delivery or execution deadlines, forever.
+/// Times out invocations past their delivery or execution deadlines, and finishes what
+/// a `SendCommand` cut short by a restart left to store, forever.
 async fn sweep_timeouts(state: Arc<AppState>) {
     let mut failing = false;
     let mut interval = tokio::time::interval(SWEEP_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let swept = async {
-            api::ssm::resume_interrupted(&state).await?;
-            state
-                .store
-                .sweep_timeouts(&state.topic_suffix(), store::now_ms())
-                .await
-        };
-        match swept.await {
-            Ok(notify) => {
+        // A command whose resolution keeps failing must not hold up the timeouts.
+        let resumed = api::ssm::resume_interrupted(&state).await;
+        let swept = state
+            .store
+            .sweep_timeouts(&state.topic_suffix(), store::now_ms())
+            .await;
+        if let Ok(notify) = &swept {
+            state.wakeups.wake(notify);
+        }
+        match resumed.and(swept) {
+            Ok(_) => {
                 if failing {
                     tracing::info!("timeout checks work again");
                     failing = false;
                 }
-                state.wakeups.wake(&notify);
             }
             Err(error) if failing => {
                 tracing::debug!(error = %error_chain(&error), "timeout check failed again");

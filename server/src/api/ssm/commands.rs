@@ -153,33 +153,41 @@ pub(super) async fn send(
 /// (the server was restarted), on behalf of their senders: see
 /// [`crate::auth::CallerFacts`].
 pub async fn resume_interrupted(state: &AppState) -> Result<(), StoreError> {
+    let mut failed = None;
     for interrupted in state.store.interrupted_resolutions(now_ms()).await? {
-        let command_id = &interrupted.command_id;
-        let Some(after) = state.store.resolve_after(command_id).await? else {
-            continue;
-        };
-        tracing::info!(%command_id, "resolving the targets of an interrupted command");
-        match resumable(state, &interrupted).await {
-            Ok((input, caller, document)) => {
-                let targets = &input.targets;
-                resolve_remaining(state, &caller, command_id, targets, &document, after).await?;
-            }
-            Err(why) => {
-                tracing::warn!(%command_id, why, "no more targets can be resolved");
-                let topic = state.topic_suffix();
-                let end = state.store.add_resolved_invocations(
-                    command_id,
-                    &after,
-                    None,
-                    &[],
-                    &topic,
-                    now_ms(),
-                );
-                end.await?;
-            }
+        // One command that fails does not hold up the others.
+        if let Err(error) = resume(state, &interrupted).await {
+            failed.get_or_insert(error);
         }
     }
-    Ok(())
+    failed.map_or(Ok(()), Err)
+}
+
+async fn resume(state: &AppState, interrupted: &InterruptedResolution) -> Result<(), StoreError> {
+    let command_id = &interrupted.command_id;
+    let Some(after) = state.store.resolve_after(command_id).await? else {
+        return Ok(());
+    };
+    tracing::info!(%command_id, "resolving the targets of an interrupted command");
+    match resumable(state, interrupted).await {
+        Ok((input, caller, document)) => {
+            let targets = &input.targets;
+            resolve_remaining(state, &caller, command_id, targets, &document, after).await
+        }
+        Err(why) => {
+            tracing::warn!(%command_id, why, "no more targets can be resolved");
+            let topic = state.topic_suffix();
+            let end = state.store.add_resolved_invocations(
+                command_id,
+                &after,
+                None,
+                &[],
+                &topic,
+                now_ms(),
+            );
+            end.await.map(drop)
+        }
+    }
 }
 
 /// What resolving the rest of an interrupted command needs: its request, its sender
