@@ -70,6 +70,8 @@ pub struct Unresolved {
 pub struct InterruptedResolution {
     /// The command.
     pub command_id: String,
+    /// Where its resolution stood when it was read (see [`Unresolved::after`]).
+    pub after: String,
     /// The request, as [`NewCommand::request_json`] kept it.
     pub request_json: String,
     /// The sender, as [`Unresolved::caller_json`] kept it.
@@ -324,11 +326,8 @@ impl Store {
                     counters.finish(Detail::Cancelled, false);
                 }
             }
-            let rows: Vec<(&NewInvocation, bool)> = chunk.iter().map(|i| (i, false)).collect();
-            for (part, rows) in rows.chunks(INSERT_BATCH).enumerate() {
-                let seq = FIRST_ROWS + next + part * INSERT_BATCH;
-                insert_invocations(batch.conn(), command_id, requested_ms, seq, rows).await?;
-            }
+            let first_seq = FIRST_ROWS + next;
+            insert_unreleased(batch.conn(), command_id, requested_ms, first_seq, chunk).await?;
             batch.advance(command_id, topic, now_ms).await?;
             released(batch.commit_alone().await?);
             if done {
@@ -412,11 +411,14 @@ impl Store {
                 counters.finish(invocation.detail, false);
             }
         }
-        let rows: Vec<(&NewInvocation, bool)> = invocations.iter().map(|i| (i, false)).collect();
-        for (part, rows) in rows.chunks(INSERT_BATCH).enumerate() {
-            let seq = first_seq + part * INSERT_BATCH;
-            insert_invocations(batch.conn(), command_id, requested_ms, seq, rows).await?;
-        }
+        insert_unreleased(
+            batch.conn(),
+            command_id,
+            requested_ms,
+            first_seq,
+            &invocations,
+        )
+        .await?;
         batch.advance(command_id, topic, now_ms).await?;
         Ok(Some(batch.commit_alone().await?))
     }
@@ -438,8 +440,8 @@ impl Store {
         &self,
         now_ms: i64,
     ) -> Result<Vec<InterruptedResolution>, StoreError> {
-        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
-            "SELECT command_id, request_json, caller_json FROM commands \
+        let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT command_id, resolve_after, request_json, caller_json FROM commands \
              WHERE resolve_after IS NOT NULL AND requested_ms <= $1",
         )
         .bind(now_ms - UNSTORED_GRACE_MS)
@@ -447,10 +449,11 @@ impl Store {
         .await?;
         let interrupted =
             rows.into_iter().map(
-                |(command_id, request_json, caller_json)| InterruptedResolution {
+                |(command_id, after, request, caller)| InterruptedResolution {
                     command_id,
-                    request_json,
-                    caller_json: caller_json.unwrap_or_default(),
+                    after,
+                    request_json: request,
+                    caller_json: caller.unwrap_or_default(),
                 },
             );
         Ok(interrupted.collect())
@@ -815,6 +818,23 @@ async fn insert_invocations(
     Ok(())
 }
 
+/// Inserts invocations none of which is released yet, [`INSERT_BATCH`] rows per
+/// statement, numbered from `first_seq`.
+async fn insert_unreleased(
+    conn: &mut AnyConnection,
+    command_id: &str,
+    requested_ms: i64,
+    first_seq: usize,
+    invocations: &[NewInvocation],
+) -> Result<(), sqlx::Error> {
+    let rows: Vec<(&NewInvocation, bool)> = invocations.iter().map(|i| (i, false)).collect();
+    for (part, rows) in rows.chunks(INSERT_BATCH).enumerate() {
+        let seq = first_seq + part * INSERT_BATCH;
+        insert_invocations(conn, command_id, requested_ms, seq, rows).await?;
+    }
+    Ok(())
+}
+
 /// Invocations not yet stored as rows, as the command row keeps them:
 /// `[[instance id, instance name, detail], ...]`.
 fn unstored_json(invocations: &[NewInvocation]) -> String {
@@ -1152,14 +1172,7 @@ mod tests {
             steps: vec!["aws:runShellScript".into()],
             no_targets: false,
             unresolved: None,
-            invocations: ids
-                .iter()
-                .map(|id| NewInvocation {
-                    instance_id: (*id).into(),
-                    instance_name: String::new(),
-                    detail: Detail::Pending,
-                })
-                .collect(),
+            invocations: pending(ids),
         }
     }
 

@@ -165,9 +165,7 @@ pub async fn resume_interrupted(state: &AppState) -> Result<(), StoreError> {
 
 async fn resume(state: &AppState, interrupted: &InterruptedResolution) -> Result<(), StoreError> {
     let command_id = &interrupted.command_id;
-    let Some(after) = state.store.resolve_after(command_id).await? else {
-        return Ok(());
-    };
+    let after = interrupted.after.clone();
     tracing::info!(%command_id, "resolving the targets of an interrupted command");
     match resumable(state, interrupted).await {
         Ok((input, caller, document)) => {
@@ -294,10 +292,9 @@ async fn plan_invocations(
             }
             invocations.push(new_invocation(&node, Detail::Pending));
         }
-        let resume_after = None;
         return Ok(Plan {
             invocations,
-            resume_after,
+            resume_after: None,
         });
     }
 
@@ -348,18 +345,16 @@ impl<A: Fn(&Resource) -> bool> Targeting<'_, A> {
                 };
                 invocations.push(new_invocation(&node, detail));
                 if invocations.len() == wanted {
-                    let resume_after = Some(after);
                     return Ok(Plan {
                         invocations,
-                        resume_after,
+                        resume_after: Some(after),
                     });
                 }
             }
             if last_page {
-                let resume_after = None;
                 return Ok(Plan {
                     invocations,
-                    resume_after,
+                    resume_after: None,
                 });
             }
         }
